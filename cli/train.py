@@ -1,0 +1,135 @@
+"""`claricodec train ...`: data preparation, stage-1 training and export of shipped weights."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from .ui import console, fail, progress_bar
+
+DEFAULT_CORPUS = Path("../shared/corpus")
+
+
+def _cache_dir(cache: Path | None, split: str) -> Path:
+    from claricodec.train.data import DEFAULT_CACHE
+    return (cache or DEFAULT_CACHE / "data") / split
+
+
+@click.group()
+def train():
+    """Train the codec (stage 1) and export weights for shipping."""
+
+
+@train.command()
+@click.option("--corpus", type=click.Path(path_type=Path), default=DEFAULT_CORPUS, show_default=True,
+              help="Folder with train/ and dev/ splits (manifest.jsonl or plain audio files).")
+@click.option("--cache", type=click.Path(path_type=Path), default=None,
+              help="Where decoded audio and teacher features go (default ~/.cache/claricodec/data).")
+@click.option("--split", "splits", multiple=True, default=("train", "dev"), show_default=True)
+@click.option("--threads", default=2, show_default=True, help="CPU threads for Whisper.")
+def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: int):
+    """Decode the corpus once and compute Whisper tiny.en teacher features (needs [eval])."""
+    from claricodec.train.data import build_audio_cache, build_teacher_cache, read_manifest
+    for split in splits:
+        out = _cache_dir(cache, split)
+        rows = read_manifest(corpus / split)
+        with progress_bar() as bar:
+            task = bar.add_task(f"decode {split}", total=len(rows))
+            build_audio_cache(corpus / split, out, lambda: bar.advance(task))
+        count = len(json.loads((out / "index.json").read_text()))
+        with progress_bar() as bar:
+            task = bar.add_task(f"teacher {split}", total=count)
+            build_teacher_cache(out, threads=threads, progress=lambda: bar.advance(task))
+        console.print(f"{split}: {count} utterances cached in {out}")
+
+
+@train.command()
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared data cache.")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="Full resume state and logs (default ~/.cache/claricodec/runs/stage1).")
+@click.option("--warmstart", type=click.Path(path_type=Path),
+              default=Path("weights/warmstart/stage1.safetensors"), show_default=True,
+              help="Compact fp16 warm-start written during training (kept in git).")
+@click.option("--resume/--fresh", default=True, show_default=True,
+              help="Continue from --run-dir state, else from --warmstart if present.")
+@click.option("--until", type=int, default=None, help="Stop after this many steps in total.")
+@click.option("--steps", type=int, default=None, help="Schedule length (learning-rate decay).")
+@click.option("--gan-start", type=int, default=None, help="Step at which the discriminators join.")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, threads, device):
+    """Stage 1: train encoder, quantiser and decoder end to end."""
+    import torch
+    from claricodec.codec import CodecConfig
+    from claricodec.train.stage1 import Stage1Config, Stage1Trainer, default_run_dir
+    from .ui import pick_device
+
+    torch.set_num_threads(threads)
+    cfg = Stage1Config()
+    if steps:
+        cfg.steps = steps
+    if gan_start is not None:
+        cfg.gan_start = gan_start
+    dev_dir = _cache_dir(cache, "dev")
+    trainer = Stage1Trainer(CodecConfig(), cfg, _cache_dir(cache, "train"),
+                            dev_dir if dev_dir.exists() else None, run_dir or default_run_dir(),
+                            pick_device(device), warmstart, log=console.print)
+    if resume and trainer.resume():
+        console.print(f"resumed at step {trainer.step}")
+    elif resume and warmstart and warmstart.exists():
+        trainer.load_warmstart(warmstart)
+        console.print(f"warm-started from {warmstart} at step {trainer.step}")
+    target = min(until or cfg.steps, cfg.steps)
+    with progress_bar() as bar:
+        task = bar.add_task("stage 1", total=target, completed=trainer.step)
+
+        def show(step, stats):
+            bar.update(task, completed=step,
+                       description=f"stage 1 mel {stats['mel']:.3f} ppl {stats['ppl']:.0f}")
+        trainer.run(target, show)
+    console.print(f"stopped at step {trainer.step}; state in {trainer.run_dir}")
+
+
+@train.command()
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--warmstart", type=click.Path(path_type=Path), default=None,
+              help="Export from a warm-start file instead of the run state.")
+@click.option("--cache", type=click.Path(path_type=Path), default=None)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("weights"), show_default=True)
+def export(run_dir, warmstart, cache, out):
+    """Calibrate the policy temperature and write shipped weights + manifest."""
+    import torch
+    from claricodec.codec import CodecConfig
+    from claricodec.train.stage1 import Stage1Config, Stage1Trainer, default_run_dir
+    from claricodec.weights import export_weights
+
+    torch.set_num_threads(2)
+    trainer = Stage1Trainer(CodecConfig(), Stage1Config(), _cache_dir(cache, "train"), None,
+                            run_dir or default_run_dir(), "cpu", None, log=console.print)
+    if warmstart:
+        trainer.load_warmstart(warmstart)
+    elif not trainer.resume():
+        fail(f"no training state in {trainer.run_dir}")
+    temperature = trainer.calibrate()
+    index_path = _cache_dir(cache, "train") / "index.json"
+    info = {"stage": 1, "steps": trainer.step, "wall_hours": round(trainer.wall / 3600, 2),
+            "data_index_sha256": _sha256(index_path), "commit": _git_commit(),
+            "config": trainer.cfg.__dict__}
+    export_weights(trainer.codec, out, info)
+    console.print(f"exported step {trainer.step} (temperature {temperature:.4f}) to {out}")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _git_commit() -> str:
+    import subprocess
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("CLARICODEC_COMMIT", "unknown")

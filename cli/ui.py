@@ -1,0 +1,32 @@
+"""Terminal output shared by the commands: everything goes to stderr, never stdout."""
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 1):
+    """One-line error on stderr and a non-zero exit; never a traceback."""
+    click.echo(f"claricodec: error: {message}", err=True)
+    sys.exit(code)
+
+
+def progress_bar(transient: bool = False) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                    transient=transient)
+
+
+def pick_device(name: str) -> str:
+    import torch
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda asked for, but no CUDA device is available")
+    return name
