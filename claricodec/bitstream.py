@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bitstring import BitArray, Bits, ReadError
-
 from .modes import Mode, get_mode
 
 MAGIC = b"CC"
@@ -80,13 +78,11 @@ def encode_header(header: Header) -> bytes:
         raise ValueError("model id must be 4 bytes")
     if not 0 <= header.num_samples < 2 ** (7 * MAX_VARINT_BYTES):
         raise ValueError(f"sample count out of range: {header.num_samples}")
-    body = Bits().join([
-        Bits(bytes=MAGIC),
-        Bits(uint=header.version, length=4),
-        Bits(uint=header.mode, length=4),
-        Bits(uint=FLAG_BLOCK_CRC if header.block_crc else 0, length=8),
-        Bits(bytes=header.model_id),
-    ]).tobytes() + _encode_varint(header.num_samples)
+    if not (0 <= header.version <= 0xF and 0 <= header.mode <= 0xF):
+        raise ValueError("version and mode must each fit in 4 bits")
+    body = (MAGIC + bytes([header.version << 4 | header.mode,
+                           FLAG_BLOCK_CRC if header.block_crc else 0])
+            + bytes(header.model_id) + _encode_varint(header.num_samples))
     return body + bytes([crc8(body)])
 
 
@@ -94,13 +90,10 @@ def decode_header(data: bytes) -> tuple[Header, int]:
     """Parse a header; returns it and the number of bytes it took."""
     if len(data) < 2 or data[:2] != MAGIC:
         raise FormatError("not a ClariCodec .cc stream (bad magic)")
-    bits = Bits(bytes=data[:8 + MAX_VARINT_BYTES + 1])
-    try:
-        bits.pos = 16
-        version, mode, flags = bits.readlist("uint4, uint4, uint8")
-        model_id = bits.read("bytes4")
-    except ReadError:
-        raise FormatError("truncated .cc header") from None
+    if len(data) < 8:
+        raise FormatError("truncated .cc header")
+    version, mode, flags = data[2] >> 4, data[2] & 0x0F, data[3]
+    model_id = bytes(data[4:8])
     if version != VERSION:
         raise FormatError(f"unsupported .cc format version {version} (this decoder reads {VERSION})")
     try:
@@ -136,8 +129,18 @@ def pack_frames(indices: list[int], mode: Mode) -> bytes:
     for i in indices:
         if not 0 <= i < mode.codebook_size:
             raise ValueError(f"frame index {i} out of range for mode {mode.id}")
-    packed = BitArray().join(Bits(uint=i, length=bits) for i in indices)
-    return packed.tobytes()
+    if bits == 8:  # mode 1: one byte per frame
+        return bytes(int(i) for i in indices)
+    out, acc, held = bytearray(), 0, 0  # acc holds `held` not yet written bits
+    for i in indices:
+        acc, held = acc << bits | int(i), held + bits
+        while held >= 8:
+            held -= 8
+            out.append(acc >> held & 0xFF)
+        acc &= (1 << held) - 1
+    if held:
+        out.append(acc << (8 - held) & 0xFF)
+    return bytes(out)
 
 
 def unpack_frames(payload: bytes, mode: Mode, num_frames: int | None = None) -> list[int]:
@@ -151,8 +154,15 @@ def unpack_frames(payload: bytes, mode: Mode, num_frames: int | None = None) -> 
     if bits == 8:  # mode 1: one byte per frame, no bit fiddling needed
         indices = list(payload[:num_frames])
     else:
-        indices = Bits(bytes=payload).cut(bits, count=num_frames)
-        indices = [chunk.uint for chunk in indices]
+        indices, acc, held, mask = [], 0, 0, (1 << bits) - 1
+        for byte in payload:
+            if len(indices) >= num_frames:
+                break
+            acc, held = acc << 8 | byte, held + 8
+            while held >= bits and len(indices) < num_frames:
+                held -= bits
+                indices.append(acc >> held & mask)
+            acc &= (1 << held) - 1
     limit = mode.codebook_size
     if any(i >= limit for i in indices):
         raise FormatError(f"frame index out of range for mode {mode.id}")

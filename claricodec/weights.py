@@ -1,0 +1,173 @@
+"""Weights on disk: a directory with manifest.json and safetensors files.
+
+manifest.json:
+    format          1
+    status          "untrained" | "training" (an early checkpoint) | "trained"
+    codec_config    CodecConfig as a dict
+    model_id        8 hex digits: sha256 of the decoder file's sha256 and the quantiser
+                    levels; written into every .cc header, so a file made for other decoder
+                    weights is refused. Stage 2 replaces encoders only, so it never changes.
+    decoder         {"file", "sha256"}
+    encoders        {name: {"file", "sha256", ...}}; "stage1" and later "rl"
+    default_encoder name of the encoder `encode` uses unless told otherwise
+    training        free-form provenance (steps, wall time, data hash, commit)
+
+Files hold fp16 tensors (small in git); they are computed in fp32. Loading is strict (every
+key present, no extra ones) and checks each file's sha256 against the manifest. No pickle.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .codec import Codec, CodecConfig, build_decoder, build_encoder
+from .modes import get_mode
+
+WEIGHTS_ENV = "CLARICODEC_WEIGHTS"
+TEMPERATURE_KEY = "policy.temperature"
+
+
+class WeightsError(ValueError):
+    """Weights missing, corrupt or not matching their manifest. Message is one line."""
+
+
+def default_weights_dir() -> Path:
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        return Path(env)
+    return Path(str(resources.files("claricodec.shipped")))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def compute_model_id(decoder_sha256: str, levels: tuple[int, ...]) -> str:
+    text = json.dumps({"decoder": decoder_sha256, "levels": list(levels)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def read_manifest(weights_dir: Path) -> dict:
+    path = Path(weights_dir) / "manifest.json"
+    if not path.is_file():
+        raise WeightsError(f"no manifest.json in weights directory {weights_dir}")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise WeightsError(f"{path} is not valid JSON ({err.msg})") from None
+    if manifest.get("format") != 1:
+        raise WeightsError(f"{path}: unsupported manifest format {manifest.get('format')!r}")
+    return manifest
+
+
+def _load_tensors(path: Path, expected_sha256: str | None) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+        raise WeightsError(f"{path.name} does not match the sha256 in its manifest")
+    try:
+        tensors = load_file(str(path))
+    except Exception as err:  # safetensors raises several types for a damaged file
+        raise WeightsError(f"cannot read {path.name}: {err}") from None
+    return {k: v.float() for k, v in tensors.items()}
+
+
+def _load_strict(module: torch.nn.Module, tensors: dict, what: str) -> None:
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise WeightsError(f"{what} weights do not fit this model: {first}") from None
+
+
+def load_codec(weights_dir: Path | None = None, encoder: str | Path | None = None,
+               device: str = "cpu") -> tuple[Codec, dict]:
+    """Build the codec from a weights directory; `encoder` is a manifest name or a file."""
+    weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
+    manifest = read_manifest(weights_dir)
+    config = CodecConfig.from_dict(manifest["codec_config"])
+    mode = get_mode(config.mode)
+
+    dec_entry = manifest["decoder"]
+    decoder = build_decoder(config)
+    _load_strict(decoder, _load_tensors(weights_dir / dec_entry["file"], dec_entry["sha256"]),
+                 "decoder")
+    model_id = compute_model_id(dec_entry["sha256"], mode.levels)
+    if model_id != manifest.get("model_id"):
+        raise WeightsError("manifest model_id does not match its decoder file")
+
+    name = encoder or manifest.get("default_encoder", "stage1")
+    if isinstance(name, str) and name in manifest["encoders"]:
+        entry = manifest["encoders"][name]
+        enc_path, enc_sha = weights_dir / entry["file"], entry["sha256"]
+    elif Path(name).suffix == ".safetensors":
+        enc_path, enc_sha = Path(name), None  # a user's own file: no manifest hash to check
+    else:
+        known = ", ".join(sorted(manifest["encoders"]))
+        raise WeightsError(f"unknown encoder {name!r} (this manifest has: {known}; or give a .safetensors file)")
+    tensors = _load_tensors(enc_path, enc_sha)
+    temperature = tensors.pop(TEMPERATURE_KEY, None)
+    if temperature is None:
+        raise WeightsError(f"{enc_path.name} has no {TEMPERATURE_KEY}")
+    enc = build_encoder(config)
+    _load_strict(enc, tensors, "encoder")
+    config.temperature = float(temperature)
+    codec = Codec(config, enc, decoder).to(device).eval()
+    info = dict(manifest, model_id=model_id, encoder_name=str(name), weights_dir=str(weights_dir))
+    return codec, info
+
+
+def _fp16(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in module.state_dict().items()}
+
+
+def save_encoder(codec: Codec, path: Path) -> str:
+    tensors = _fp16(codec.encoder)
+    # Stored in fp32: the temperature is a scalar and must survive the round trip exactly.
+    tensors[TEMPERATURE_KEY] = codec.quantizer.temperature.detach().cpu().float().reshape(())
+    save_file(tensors, str(path))
+    return sha256_file(path)
+
+
+def export_weights(codec: Codec, out_dir: Path, training: dict, status: str = "training",
+                   encoder_name: str = "stage1") -> dict:
+    """Write decoder + one encoder + manifest. Keeps other encoders already listed, unless the
+    decoder changed (then their files would decode wrongly, so they are dropped)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dec_path = out_dir / "decoder.safetensors"
+    save_file(_fp16(codec.decoder), str(dec_path))
+    dec_sha = sha256_file(dec_path)
+    enc_file = f"encoder-{encoder_name}.safetensors"
+    enc_sha = save_encoder(codec, out_dir / enc_file)
+    encoders = {}
+    try:
+        old = read_manifest(out_dir)
+        if old["decoder"]["sha256"] == dec_sha:
+            encoders = old["encoders"]
+    except WeightsError:
+        pass
+    encoders[encoder_name] = {"file": enc_file, "sha256": enc_sha,
+                              "temperature": float(codec.quantizer.temperature)}
+    manifest = {
+        "format": 1,
+        "status": status,
+        "codec_config": codec.config.to_dict(),
+        "model_id": compute_model_id(dec_sha, codec.mode.levels),
+        "decoder": {"file": dec_path.name, "sha256": dec_sha},
+        "encoders": encoders,
+        "default_encoder": "rl" if "rl" in encoders else encoder_name,
+        "training": training,
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

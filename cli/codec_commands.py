@@ -1,0 +1,173 @@
+"""`claricodec encode`, `decode` and `info`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .files import (STDIO, JobError, interrupts_as_keyboard_interrupt, plan_jobs, read_input,
+                    write_output)
+from .ui import console, fail, pick_device, progress_bar
+
+weights_option = click.option(
+    "--weights", type=click.Path(path_type=Path, file_okay=False), default=None,
+    envvar="CLARICODEC_WEIGHTS", show_envvar=True,
+    help="Weights directory (manifest.json + files). Default: the shipped weights.")
+device_option = click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+    help="auto = CUDA when present.")
+force_option = click.option("--force", is_flag=True,
+                            help="Directory mode: redo outputs that already exist.")
+
+
+def load(weights, encoder, device):
+    from claricodec.api import ClariCodec
+    from claricodec.weights import WeightsError
+    try:
+        codec = ClariCodec(weights, encoder, pick_device(device))
+    except WeightsError as err:
+        fail(str(err))
+    if codec.info.get("status") != "trained":
+        console.print(f"[yellow]warning:[/] these weights are not a finished codec "
+                      f"(status: {codec.info.get('status')}); expect poor speech", soft_wrap=True)
+    return codec
+
+
+def run_jobs(source: str, target: str, out_suffix: str, force: bool, work) -> None:
+    """Run work(job) for each job; report failures one line each; exit 1 if any failed."""
+    try:
+        jobs, skipped = plan_jobs(source, target, out_suffix, force)
+    except JobError as err:
+        fail(str(err))
+    for note in skipped:
+        console.print(note)
+    failures = 0
+    with interrupts_as_keyboard_interrupt():
+        try:
+            if len(jobs) == 1 and not Path(source).is_dir():
+                try:
+                    work(jobs[0])
+                except JobError as err:
+                    fail(str(err))
+                return
+            with progress_bar() as bar:
+                task = bar.add_task(f"{len(jobs)} files", total=len(jobs))
+                for job in jobs:
+                    try:
+                        work(job)
+                    except JobError as err:
+                        bar.console.print(f"claricodec: error: {err}")
+                        failures += 1
+                    bar.advance(task)
+        except KeyboardInterrupt:
+            click.echo("claricodec: interrupted; finished files are kept, no partial file was "
+                       "left, rerun to do the rest", err=True)
+            raise SystemExit(130)
+    if failures:
+        fail(f"{failures} of {len(jobs)} files failed")
+
+
+@click.command()
+@click.argument("source", metavar="IN")
+@click.argument("target", metavar="OUT")
+@weights_option
+@click.option("--encoder", default=None,
+              help="Encoder named in the weights manifest (stage1, rl) or a .safetensors file.")
+@click.option("--crc", is_flag=True, help="Add a CRC-8 after every second of frames (+8 bit/s).")
+@click.option("--raw", is_flag=True, help="Headerless payload only: the receiver must know mode and weights.")
+@device_option
+@force_option
+def encode(source, target, weights, encoder, crc, raw, device, force):
+    """Encode speech to a 200 bit/s .cc file.
+
+    IN is any audio file soundfile can read (any rate, any channels), '-' for stdin, or a
+    directory (then OUT is a directory and the tree is mirrored with .cc files).
+    OUT is a file, '-' for stdout, or a directory.
+    """
+    if crc and raw:
+        fail("--crc and --raw exclude each other (a raw stream has no framing for CRCs)")
+    codec = load(weights, encoder, device)
+    from claricodec.audio import AudioError, load_audio
+
+    def work(job):
+        data = read_input(job.source)
+        name = "stdin" if job.source == STDIO else job.source
+        try:
+            audio = load_audio(data, codec.mode.sample_rate)
+            pcm_rate = codec.mode.sample_rate
+            out = codec.encode(audio, pcm_rate, block_crc=crc, raw=raw)
+        except AudioError as err:
+            raise JobError(f"{name}: {err}") from None
+        write_output(job.target, out)
+
+    run_jobs(source, target, ".cc", force, work)
+
+
+@click.command()
+@click.argument("source", metavar="IN")
+@click.argument("target", metavar="OUT")
+@weights_option
+@click.option("--rate", type=click.IntRange(8000, 192000), default=None,
+              help="Output sample rate (default 16000).")
+@click.option("--raw", is_flag=True, help="IN is a headerless payload (mode 1, these weights).")
+@click.option("--ignore-crc", is_flag=True,
+              help="Decode through CRC failures, concealing the damaged seconds.")
+@device_option
+@force_option
+def decode(source, target, weights, rate, raw, ignore_crc, device, force):
+    """Decode a .cc file to a 16-bit WAV.
+
+    IN is a .cc file (recognised by content), '-' for stdin, or a directory of them;
+    OUT is a .wav file, '-' for stdout, or a directory (tree mirrored).
+    """
+    codec = load(weights, None, device)
+    from claricodec.audio import wav_bytes
+    from claricodec.bitstream import FormatError
+
+    def work(job):
+        data = read_input(job.source)
+        name = "stdin" if job.source == STDIO else job.source
+        try:
+            audio, out_rate = codec.decode(data, raw=raw, rate=rate, tolerate_crc_errors=ignore_crc)
+        except FormatError as err:
+            raise JobError(f"{name}: {err}") from None
+        write_output(job.target, wav_bytes(audio, out_rate))
+
+    run_jobs(source, target, ".wav", force, work)
+
+
+@click.command()
+@click.argument("source", metavar="FILE")
+@weights_option
+def info(source, weights):
+    """Show what a .cc file holds: mode, frames, duration, bit rate, model id."""
+    from claricodec.bitstream import FormatError, read_stream
+    from claricodec.modes import get_mode
+    try:
+        data = read_input(source)
+        stream = read_stream(data, tolerate_crc_errors=True)
+    except (JobError, FormatError) as err:
+        fail(f"{source}: {err}")
+    header, mode = stream.header, get_mode(stream.header.mode)
+    frames = len(stream.indices)
+    seconds = (header.num_samples or frames * mode.hop) / mode.sample_rate
+    click.echo(f"file:        {source}")
+    click.echo(f"format:      .cc version {header.version}, mode {mode.id} "
+               f"({mode.frame_rate:g} frames/s x {mode.bits_per_frame} bits = {mode.bit_rate:g} bit/s payload)")
+    click.echo(f"frames:      {frames}" + ("" if header.num_samples else " (length not in header: stream)"))
+    click.echo(f"duration:    {seconds:.2f} s")
+    click.echo(f"size:        {len(data)} bytes = {len(data) * 8 / seconds:.1f} bit/s including header"
+               if seconds else f"size:        {len(data)} bytes")
+    click.echo(f"block crc:   {'yes' if header.block_crc else 'no'}"
+               + (f" ({len(stream.bad_frames)} frames in failed blocks)" if stream.bad_frames else ""))
+    click.echo(f"model id:    {header.model_id.hex()}" + _model_note(header.model_id.hex(), weights))
+
+
+def _model_note(model_id: str, weights) -> str:
+    from claricodec.weights import WeightsError, default_weights_dir, read_manifest
+    try:
+        manifest = read_manifest(weights or default_weights_dir())
+    except WeightsError:
+        return ""
+    return " (matches these weights)" if manifest.get("model_id") == model_id else \
+        f" (NOT these weights: {manifest.get('model_id')})"

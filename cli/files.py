@@ -1,0 +1,115 @@
+"""Where bytes come from and go to: files, `-` (stdin/stdout) and mirrored directory trees.
+
+Outputs are written to a temporary name beside the target and renamed into place, so an
+error, Ctrl-C or SIGTERM never leaves a half-written file under the real name.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+STDIO = "-"
+
+
+class JobError(Exception):
+    """One input could not be processed; the message names it. The batch goes on."""
+
+
+@dataclass
+class Job:
+    source: str  # path or "-"
+    target: str  # path or "-"
+
+
+def read_input(source: str) -> bytes:
+    if source == STDIO:
+        return sys.stdin.buffer.read()
+    try:
+        return Path(source).read_bytes()
+    except IsADirectoryError:
+        raise JobError(f"{source}: is a directory (the output must then be a directory too)") from None
+    except OSError as err:
+        raise JobError(f"{source}: cannot read ({err.strerror})") from None
+
+
+def write_output(target: str, data: bytes) -> None:
+    """Atomic: the target appears whole or not at all."""
+    if target == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    path = Path(target)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as err:
+        raise JobError(f"{target}: cannot write ({err.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise JobError(f"{target}: cannot write ({err.strerror})") from None
+        raise
+
+
+def plan_jobs(source: str, target: str, out_suffix: str, force: bool) -> tuple[list[Job], list[str]]:
+    """One job for a file, or one per file of a directory tree, mirrored under target.
+
+    Returns the jobs and the notes about inputs skipped (hidden files, existing outputs).
+    """
+    if source == STDIO or not Path(source).is_dir():
+        if target != STDIO and Path(target).is_dir():
+            raise JobError(f"{target}: is a directory; give an output file name")
+        if source != STDIO and target != STDIO and _same_file(source, target):
+            raise JobError(f"{target}: output would overwrite the input")
+        return [Job(source, target)], []
+    if target == STDIO:
+        raise JobError("a directory input needs a directory output, not '-'")
+    src_root, out_root = Path(source).resolve(), Path(target).resolve()
+    if out_root.exists() and not out_root.is_dir():
+        raise JobError(f"{target}: exists and is not a directory")
+    if out_root == src_root or src_root in out_root.parents:
+        # Refused rather than guessed at: a rerun would treat our outputs as inputs.
+        raise JobError(f"{target}: the output directory must not be inside the input directory")
+    jobs, skipped, claimed = [], [], {}
+    for path in sorted(src_root.rglob("*")):
+        rel = path.relative_to(src_root)
+        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
+        out = out_root / rel.with_suffix(out_suffix)
+        if out in claimed:
+            skipped.append(f"{path}: output {out} already comes from {claimed[out]}, skipped")
+            continue
+        claimed[out] = path
+        if out.exists() and not force:
+            skipped.append(f"{out}: exists, skipped (use --force to redo)")
+            continue
+        jobs.append(Job(str(path), str(out)))
+    return jobs, skipped
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+@contextmanager
+def interrupts_as_keyboard_interrupt():
+    """SIGTERM behaves like Ctrl-C, so cleanup (temp files) runs for both."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,1 @@
+"""Shipped trained weights (this folder installs as claricodec.shipped)."""
