@@ -1,0 +1,167 @@
+"""The command line through click's runner: files, pipes, directories, bad input."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from claricodec.cli.main import main
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def run(weights_env):
+    def invoke(*args, input=None):
+        return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+    return invoke
+
+
+def no_partial_files(folder: Path) -> bool:
+    return not any(p.name.endswith(".partial") for p in folder.rglob("*"))
+
+
+def test_help_explains_itself():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for word in ("encode", "decode", "info", "200 bit/s"):
+        assert word in result.output
+    result = CliRunner().invoke(main, ["encode", "--help"])
+    assert "stdin" in result.output and "--crc" in result.output
+
+
+def test_encode_info_decode_files(run, tmp_path):
+    cc, wav = tmp_path / "a.cc", tmp_path / "a.wav"
+    assert run("encode", DATA / "hello.wav", cc).exit_code == 0
+    info = run("info", cc)
+    assert info.exit_code == 0
+    assert "mode 1" in info.output and "200 bit/s" in info.output and "matches these weights" in info.output
+    assert run("decode", cc, wav).exit_code == 0
+    import soundfile as sf
+    audio, rate = sf.read(wav)
+    assert rate == 16000 and len(audio) == sf.info(DATA / "hello.wav").frames
+    assert run("decode", "--rate", 8000, cc, wav).exit_code == 0
+    assert sf.info(wav).samplerate == 8000
+
+
+def test_pipes_stdin_to_stdout(run, tmp_path):
+    wav_bytes = (DATA / "hello.wav").read_bytes()
+    enc = run("encode", "-", "-", input=wav_bytes)
+    assert enc.exit_code == 0
+    cc = enc.stdout_bytes
+    assert cc[:2] == b"CC"
+    assert cc == run("encode", DATA / "hello.wav", "-").stdout_bytes  # file or pipe: same bytes
+    dec = run("decode", "-", "-", input=cc)
+    assert dec.exit_code == 0 and dec.stdout_bytes[:4] == b"RIFF"
+
+
+def test_type_detected_by_content_not_extension(run, tmp_path):
+    odd = tmp_path / "speech.data"
+    shutil.copy(DATA / "hello.wav", odd)
+    assert run("encode", odd, tmp_path / "x.bin").exit_code == 0
+    assert run("decode", tmp_path / "x.bin", tmp_path / "y.out").exit_code == 0
+
+
+def test_directory_batch_mirrors_tree_and_reports_bad_files(run, tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    shutil.copy(DATA / "hello.wav", src / "one.wav")
+    shutil.copy(DATA / "hello.wav", src / "sub" / "two.flac.wav")
+    (src / "notes.txt").write_text("not audio")
+    out = tmp_path / "out"
+    result = run("encode", src, out)
+    assert result.exit_code == 1
+    assert "notes.txt" in result.output and "1 of 3 files failed" in result.output
+    assert (out / "one.cc").is_file() and (out / "sub" / "two.flac.cc").is_file()
+    assert not (out / "notes.cc").exists() and no_partial_files(out)
+
+    again = run("encode", src, out)  # existing outputs are skipped, not redone
+    assert "exists, skipped" in again.output
+    decoded = tmp_path / "decoded"
+    assert run("decode", out, decoded).exit_code == 0
+    assert (decoded / "one.wav").is_file() and (decoded / "sub" / "two.flac.wav").is_file()
+
+
+def test_output_inside_input_directory_is_refused(run, tmp_path):
+    (tmp_path / "in").mkdir()
+    shutil.copy(DATA / "hello.wav", tmp_path / "in" / "a.wav")
+    result = run("encode", tmp_path / "in", tmp_path / "in" / "out")
+    assert result.exit_code != 0 and "must not be inside" in result.output
+
+
+def corrupt_cases(good: bytes) -> dict[str, bytes]:
+    header_len = 12
+    bad_version = bytearray(good)
+    bad_version[2] = (2 << 4) | 1
+    bad_mode = bytearray(good)
+    bad_mode[2] = (1 << 4) | 9
+    bad_crc = bytearray(good)
+    bad_crc[header_len - 1] ^= 0xFF
+    return {
+        "bad magic": b"XX" + good[2:],
+        "unknown version": bytes(bad_version),
+        "unknown mode": bytes(bad_mode),
+        "header crc": bytes(bad_crc),
+        "truncated payload": good[:-3],
+        "truncated header": good[:5],
+        "empty": b"",
+    }
+
+
+@pytest.mark.parametrize("case", list(corrupt_cases(b"\0" * 40)))
+def test_corrupt_cc_gives_one_line_error_and_no_output(run, tmp_path, case):
+    cc = tmp_path / "good.cc"
+    run("encode", DATA / "hello.wav", cc)
+    bad = tmp_path / "bad.cc"
+    bad.write_bytes(corrupt_cases(cc.read_bytes())[case])
+    out = tmp_path / "out.wav"
+    result = run("decode", bad, out)
+    assert result.exit_code == 1
+    lines = [l for l in result.output.splitlines() if l.startswith("claricodec: error")]
+    assert len(lines) == 1 and "bad.cc" in lines[0]
+    assert "Traceback" not in result.output
+    assert not out.exists() and no_partial_files(tmp_path)
+
+
+def test_block_crc_mismatch_refused_unless_ignored(run, tmp_path):
+    cc = tmp_path / "a.cc"
+    run("encode", "--crc", DATA / "hello.wav", cc)
+    data = bytearray(cc.read_bytes())
+    data[12 + 3] ^= 0x10  # a payload bit in the first second
+    cc.write_bytes(bytes(data))
+    result = run("decode", cc, tmp_path / "a.wav")
+    assert result.exit_code == 1 and "CRC mismatch" in result.output
+    assert not (tmp_path / "a.wav").exists()
+    assert run("decode", "--ignore-crc", cc, tmp_path / "a.wav").exit_code == 0
+    assert "frames in failed blocks" in run("info", cc).output
+
+
+def test_bad_audio_inputs(run, tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("hello")
+    import numpy as np
+    import soundfile as sf
+    sf.write(tmp_path / "zero.wav", np.zeros(0, np.float32), 16000)
+    for name in ("empty.wav", "text.wav", "zero.wav", "missing.wav"):
+        out = tmp_path / (name + ".cc")
+        result = run("encode", tmp_path / name, out)
+        assert result.exit_code == 1, name
+        assert name in result.output and "Traceback" not in result.output
+        assert not out.exists()
+
+
+def test_decoding_a_wav_is_a_clear_error(run, tmp_path):
+    result = run("decode", DATA / "hello.wav", tmp_path / "x.wav")
+    assert result.exit_code == 1 and "not a ClariCodec .cc stream" in result.output
+
+
+def test_raw_mode_round_trip(run, tmp_path):
+    raw = tmp_path / "a.raw"
+    assert run("encode", "--raw", DATA / "hello.wav", raw).exit_code == 0
+    import soundfile as sf
+    assert raw.stat().st_size == -(-sf.info(DATA / "hello.wav").frames // 640)
+    assert run("decode", "--raw", raw, tmp_path / "a.wav").exit_code == 0
+    assert run("encode", "--raw", "--crc", DATA / "hello.wav", raw).exit_code != 0
