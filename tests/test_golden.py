@@ -1,0 +1,43 @@
+"""Golden files: the shipped weights must encode the bundled clip to exactly these bytes.
+
+A failure means the encoder's output changed (weights, front end, windowing or rounding).
+If that was intended (new weights), regenerate with tests/golden/make_golden.py.
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from claricodec import bitstream
+from claricodec.api import ClariCodec
+
+HERE = Path(__file__).parent
+GOLDEN = HERE / "golden"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return ClariCodec()
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return sf.read(HERE / "data" / "hello.wav", dtype="float32")
+
+
+def test_encoding_matches_golden_bytes(shipped, clip):
+    assert shipped.encode(*clip) == (GOLDEN / "hello.cc").read_bytes()
+    assert shipped.encode(*clip, block_crc=True) == (GOLDEN / "hello.crc.cc").read_bytes()
+
+
+def test_golden_file_header_and_decode(shipped, clip):
+    data = (GOLDEN / "hello.cc").read_bytes()
+    stream = bitstream.read_stream(data)
+    assert stream.header.model_id == shipped.model_id
+    assert stream.header.num_samples == len(clip[0])
+    assert len(data) == 12 + len(stream.indices)
+    audio, rate = shipped.decode(data)
+    assert rate == 16000 and len(audio) == len(clip[0]) and np.isfinite(audio).all()
+    with_crc, _ = shipped.decode((GOLDEN / "hello.crc.cc").read_bytes())
+    assert np.array_equal(with_crc, audio)
