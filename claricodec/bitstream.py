@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bitstring import Array, Bits
+
 from .modes import Mode, get_mode
 
 MAGIC = b"CC"
@@ -80,9 +82,14 @@ def encode_header(header: Header) -> bytes:
         raise ValueError(f"sample count out of range: {header.num_samples}")
     if not (0 <= header.version <= 0xF and 0 <= header.mode <= 0xF):
         raise ValueError("version and mode must each fit in 4 bits")
-    body = (MAGIC + bytes([header.version << 4 | header.mode,
-                           FLAG_BLOCK_CRC if header.block_crc else 0])
-            + bytes(header.model_id) + _encode_varint(header.num_samples))
+    fixed = Bits.from_joined([
+        Bits.from_bytes(MAGIC),
+        Bits.from_dtype("u4", header.version),
+        Bits.from_dtype("u4", header.mode),
+        Bits.from_dtype("u8", FLAG_BLOCK_CRC if header.block_crc else 0),
+        Bits.from_bytes(bytes(header.model_id)),
+    ])
+    body = fixed.to_bytes() + _encode_varint(header.num_samples)
     return body + bytes([crc8(body)])
 
 
@@ -92,8 +99,9 @@ def decode_header(data: bytes) -> tuple[Header, int]:
         raise FormatError("not a ClariCodec .cc stream (bad magic)")
     if len(data) < 8:
         raise FormatError("truncated .cc header")
-    version, mode, flags = data[2] >> 4, data[2] & 0x0F, data[3]
-    model_id = bytes(data[4:8])
+    fixed = Bits.from_bytes(bytes(data[:8]))
+    version, mode, flags = fixed[16:20].u, fixed[20:24].u, fixed[24:32].u
+    model_id = fixed[32:64].to_bytes()
     if version != VERSION:
         raise FormatError(f"unsupported .cc format version {version} (this decoder reads {VERSION})")
     try:
@@ -113,6 +121,8 @@ def decode_header(data: bytes) -> tuple[Header, int]:
         shift += 7
         pos += 1
         if not byte & 0x80:
+            if byte == 0 and pos > 9:  # an over-long varint: one header, one byte string
+                raise FormatError("corrupt .cc header (sample count not minimally encoded)")
             break
     if pos >= len(data):
         raise FormatError("truncated .cc header")
@@ -125,46 +135,21 @@ def decode_header(data: bytes) -> tuple[Header, int]:
 
 def pack_frames(indices: list[int], mode: Mode) -> bytes:
     """Frame indices -> payload bytes, MSB first, zero-padded to a whole byte."""
-    bits = mode.bits_per_frame
     for i in indices:
         if not 0 <= i < mode.codebook_size:
             raise ValueError(f"frame index {i} out of range for mode {mode.id}")
-    if bits == 8:  # mode 1: one byte per frame
-        return bytes(int(i) for i in indices)
-    out, acc, held = bytearray(), 0, 0  # acc holds `held` not yet written bits
-    for i in indices:
-        acc, held = acc << bits | int(i), held + bits
-        while held >= 8:
-            held -= 8
-            out.append(acc >> held & 0xFF)
-        acc &= (1 << held) - 1
-    if held:
-        out.append(acc << (8 - held) & 0xFF)
-    return bytes(out)
+    return Array(f"u{mode.bits_per_frame}", [int(i) for i in indices]).to_bytes()
 
 
 def unpack_frames(payload: bytes, mode: Mode, num_frames: int | None = None) -> list[int]:
     """Payload bytes -> frame indices. Without num_frames, every whole frame is read."""
-    bits = mode.bits_per_frame
-    available = len(payload) * 8 // bits
+    available = len(payload) * 8 // mode.bits_per_frame
     if num_frames is None:
         num_frames = available
     elif num_frames > available:
         raise FormatError(f"truncated .cc payload ({available} of {num_frames} frames)")
-    if bits == 8:  # mode 1: one byte per frame, no bit fiddling needed
-        indices = list(payload[:num_frames])
-    else:
-        indices, acc, held, mask = [], 0, 0, (1 << bits) - 1
-        for byte in payload:
-            if len(indices) >= num_frames:
-                break
-            acc, held = acc << 8 | byte, held + 8
-            while held >= bits and len(indices) < num_frames:
-                held -= bits
-                indices.append(acc >> held & mask)
-            acc &= (1 << held) - 1
-    limit = mode.codebook_size
-    if any(i >= limit for i in indices):
+    indices = Array.from_bytes(f"u{mode.bits_per_frame}", bytes(payload)).tolist()[:num_frames]
+    if any(i >= mode.codebook_size for i in indices):
         raise FormatError(f"frame index out of range for mode {mode.id}")
     return indices
 

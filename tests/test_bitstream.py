@@ -161,6 +161,10 @@ def test_golden_header_4_seconds():
     assert ref_crc8(golden[:-1]) == 0xC7
     assert encode_header(header(64000)) == golden
     assert decode_header(golden) == (header(64000), 12)
+    # The same with flag bit 7 (block CRCs): only the flags byte and the CRC change.
+    golden_crc = bytes.fromhex("4343 11 80 01020304 80f403 78")
+    assert ref_crc8(golden_crc[:-1]) == 0x78
+    assert encode_header(header(64000, block_crc=True)) == golden_crc
 
 
 def test_golden_small_stream():
@@ -364,3 +368,11 @@ def test_unknown_length_prefix_is_a_valid_shorter_stream():
         assert read_stream(data[:cut]).indices == indices[:cut - 10]
     with_crc = write_stream(header(0, block_crc=True), indices)
     assert read_stream(with_crc[:10 + 26]).indices == indices[:25]  # cut at a block end
+
+
+def test_overlong_sample_count_is_refused():
+    """One header has exactly one byte string: a padded varint (0x80 0x00 for 0) is corrupt."""
+    from claricodec.bitstream import crc8
+    body = b"CC" + bytes([0x11, 0x00]) + b"\x01\x02\x03\x04" + bytes([0x80, 0x00])
+    with pytest.raises(FormatError, match="minimally"):
+        decode_header(body + bytes([crc8(body)]))
