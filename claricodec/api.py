@@ -5,18 +5,22 @@
     audio, rate = claricodec.decode(data)              # float32, 16 kHz mono
 
 Both use the shipped weights (or $CLARICODEC_WEIGHTS), loaded once. For other weights,
-an RL/stage-1 encoder choice or CUDA, make a ClariCodec object and call its methods.
+an encoder choice, CUDA or streaming (bounded memory, any length), make a ClariCodec
+object and use encode_blocks / decode_blocks.
 """
 from __future__ import annotations
 
+import io
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
+
 from . import bitstream
-from .audio import AudioError, prepare, resample
+from .audio import AudioError, prepare
 from .bitstream import FormatError, Header
-from .codec import WindowedEncoder
+from .codec import WindowedDecoder, WindowedEncoder
 from .weights import load_codec
 
 
@@ -31,61 +35,104 @@ class ClariCodec:
 
     # --- encode --------------------------------------------------------------------------
 
-    def encode_indices(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
-        """Audio at any rate/channels -> (frame indices, number of 16 kHz samples)."""
-        pcm = prepare(audio, sample_rate, self.mode.sample_rate)
-        if len(pcm) == 0:
+    def encode_blocks(self, blocks: Iterable[np.ndarray], *, block_crc: bool = False,
+                      raw: bool = False, known_length: bool = True) -> Iterator[bytes]:
+        """16 kHz mono float32 blocks -> .cc bytes, in bounded memory.
+
+        known_length=True buffers the codes (25 bytes a second) so the header can carry the
+        exact sample count; False streams: the header says "unknown length" and frames
+        leave as soon as they are encoded.
+        """
+        encoder = WindowedEncoder(self.model)
+        if raw or not known_length:
+            writer = None if raw else bitstream.StreamWriter(self._header(0, block_crc))
+            pending_header = writer.start() if writer else b""  # sent with the first frames
+
+            def emit(indices: np.ndarray, last: bool = False) -> bytes:
+                nonlocal pending_header
+                if writer is None:
+                    return bitstream.write_raw(indices.tolist(), self.mode.id)
+                out = writer.push(indices) + (writer.finish() if last else b"")
+                if out or last:
+                    out, pending_header = pending_header + out, b""
+                return out
+
+            for block in blocks:
+                yield emit(encoder.push(block))
+            indices = encoder.finish()
+            if encoder.total_samples == 0:
+                raise AudioError("audio is empty")
+            yield emit(indices, last=True)
+            return
+        parts = [encoder.push(block) for block in blocks]
+        parts.append(encoder.finish())
+        if encoder.total_samples == 0:
             raise AudioError("audio is empty")
-        return self.model.encode(pcm), len(pcm)
+        header = self._header(encoder.total_samples, block_crc)
+        yield bitstream.write_stream(header, np.concatenate(parts).tolist())
+
+    def _header(self, num_samples: int, block_crc: bool) -> Header:
+        return Header(mode=self.mode.id, model_id=self.model_id, num_samples=num_samples,
+                      block_crc=block_crc)
 
     def encode(self, audio: np.ndarray, sample_rate: int, *, block_crc: bool = False,
                raw: bool = False) -> bytes:
-        indices, num_samples = self.encode_indices(audio, sample_rate)
-        if raw:
-            return bitstream.write_raw(indices.tolist(), self.mode.id)
-        header = Header(mode=self.mode.id, model_id=self.model_id, num_samples=num_samples,
-                        block_crc=block_crc)
-        return bitstream.write_stream(header, indices.tolist())
-
-    def stream_encoder(self) -> WindowedEncoder:
-        """For input of unknown length: push() 16 kHz pieces, then finish()."""
-        return WindowedEncoder(self.model)
+        pcm = prepare(audio, sample_rate, self.mode.sample_rate)
+        return b"".join(self.encode_blocks([pcm], block_crc=block_crc, raw=raw))
 
     # --- decode --------------------------------------------------------------------------
 
-    def parse(self, data: bytes, *, raw: bool = False, tolerate_crc_errors: bool = False
-              ) -> bitstream.Stream:
-        """Bytes -> Stream, checking that they were made for these decoder weights."""
+    def open_stream(self, source: BinaryIO, *, raw: bool = False,
+                    tolerate_crc_errors: bool = False) -> tuple[Header, Iterator]:
+        """Read a header (checking it was made for these weights); returns it and an
+        iterator of (indices, bad frame numbers) chunks."""
         if raw:
-            indices = bitstream.read_raw(data, self.mode.id)
-            header = Header(mode=self.mode.id, model_id=self.model_id,
-                            num_samples=len(indices) * self.mode.hop)
-            return bitstream.Stream(header, indices, [])
-        stream = bitstream.read_stream(data, tolerate_crc_errors=tolerate_crc_errors)
-        if stream.header.model_id != self.model_id:
-            raise FormatError(f"made for other decoder weights (model id "
-                              f"{stream.header.model_id.hex()}, these weights are {self.model_id.hex()})")
-        if stream.header.mode != self.mode.id:
-            raise FormatError(f"mode {stream.header.mode} stream, but these weights are mode {self.mode.id}")
-        return stream
+            header = self._header(0, False)
 
-    def decode_stream(self, stream: bitstream.Stream, rate: int | None = None,
-                      erased: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        mask = np.zeros(len(stream.indices), dtype=bool)
-        if stream.bad_frames:
-            mask[stream.bad_frames] = True
-        if erased is not None:
-            mask |= erased[:len(mask)]
-        audio = self.model.decode(np.asarray(stream.indices, dtype=np.int64), mask)
-        if stream.header.num_samples:
-            audio = audio[:stream.header.num_samples]
-        rate = rate or self.mode.sample_rate
-        return resample(audio, self.mode.sample_rate, rate), rate
+            def raw_chunks():
+                while chunk := source.read(250):
+                    yield bitstream.read_raw(chunk, self.mode.id), []
+            return header, raw_chunks()
+        reader = bitstream.StreamReader(source, tolerate_crc_errors=tolerate_crc_errors)
+        header = reader.header
+        if header.model_id != self.model_id:
+            raise FormatError(f"made for other decoder weights (model id "
+                              f"{header.model_id.hex()}, these weights are {self.model_id.hex()})")
+        if header.mode != self.mode.id:
+            raise FormatError(f"mode {header.mode} stream, but these weights are mode {self.mode.id}")
+        return header, reader.chunks()
+
+    def decode_blocks(self, header: Header, chunks: Iterator, erasures: Iterable[int] = ()
+                      ) -> Iterator[np.ndarray]:
+        """Chunks from open_stream -> 16 kHz float32 audio blocks, trimmed to the header's
+        length. `erasures` are frame numbers to conceal (e.g. known lost on the link)."""
+        decoder = WindowedDecoder(self.model)
+        erased_set = set(erasures)
+        position, remaining = 0, header.num_samples or None
+
+        def trim(audio):
+            nonlocal remaining
+            if remaining is None:
+                return audio
+            audio = audio[:remaining]
+            remaining -= len(audio)
+            return audio
+
+        for indices, bad in chunks:
+            erased = np.zeros(len(indices), bool)
+            for frame in set(bad) | {f for f in erased_set if position <= f < position + len(indices)}:
+                erased[frame - position] = True
+            position += len(indices)
+            yield trim(decoder.push(indices, erased))
+        yield trim(decoder.finish())
 
     def decode(self, data: bytes, *, raw: bool = False, rate: int | None = None,
                tolerate_crc_errors: bool = False) -> tuple[np.ndarray, int]:
-        stream = self.parse(data, raw=raw, tolerate_crc_errors=tolerate_crc_errors)
-        return self.decode_stream(stream, rate)
+        header, chunks = self.open_stream(io.BytesIO(data), raw=raw,
+                                          tolerate_crc_errors=tolerate_crc_errors)
+        audio = np.concatenate(list(self.decode_blocks(header, chunks)))
+        rate = rate or self.mode.sample_rate
+        return prepare(audio, self.mode.sample_rate, rate), rate
 
 
 @lru_cache(maxsize=1)

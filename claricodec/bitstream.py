@@ -19,7 +19,10 @@ mode and the weights beforehand.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from math import gcd
+from typing import BinaryIO, Iterator
 
 from bitstring import Array, Bits
 
@@ -154,14 +157,6 @@ def unpack_frames(payload: bytes, mode: Mode, num_frames: int | None = None) -> 
     return indices
 
 
-def _with_block_crcs(payload: bytes, block_bytes: int) -> bytes:
-    out = bytearray()
-    for start in range(0, len(payload), block_bytes):
-        block = payload[start:start + block_bytes]
-        out += block + bytes([crc8(block)])
-    return bytes(out)
-
-
 def _block_bytes(mode: Mode) -> int:
     if (BLOCK_FRAMES * mode.bits_per_frame) % 8:
         raise ValueError(f"mode {mode.id}: a CRC block is not a whole number of bytes")
@@ -176,51 +171,128 @@ class Stream:
     bad_frames: list[int]  # frames whose CRC block failed (only filled when tolerated)
 
 
+class StreamWriter:
+    """Writes a .cc stream piece by piece: start(), push(indices)..., finish().
+
+    Frames are emitted as soon as they fill whole bytes (whole CRC blocks with block_crc),
+    so an encoder can stream to stdout with memory that does not grow.
+    """
+
+    def __init__(self, header: Header):
+        self.header = header
+        self.mode = get_mode(header.mode)
+        bits = self.mode.bits_per_frame
+        self.group = BLOCK_FRAMES if header.block_crc else 8 // gcd(bits, 8)
+        if header.block_crc:
+            _block_bytes(self.mode)  # refuses modes whose blocks are not whole bytes
+        self.pending: list[int] = []
+        self.frames = 0
+
+    def start(self) -> bytes:
+        return encode_header(self.header)
+
+    def _emit(self, indices: list[int]) -> bytes:
+        payload = pack_frames(indices, self.mode)
+        self.frames += len(indices)
+        return payload + bytes([crc8(payload)]) if self.header.block_crc and payload else payload
+
+    def push(self, indices) -> bytes:
+        self.pending.extend(int(i) for i in indices)
+        whole = len(self.pending) // self.group * self.group
+        # With CRCs each block of BLOCK_FRAMES gets its own CRC; without, any whole bytes go.
+        step = BLOCK_FRAMES if self.header.block_crc else max(whole, 1)
+        out = b"".join(self._emit(self.pending[i:i + step]) for i in range(0, whole, step))
+        self.pending = self.pending[whole:]
+        return out
+
+    def finish(self) -> bytes:
+        out = self._emit(self.pending) if self.pending else b""
+        self.pending = []
+        expected = self.header.num_frames
+        if expected is not None and expected != self.frames:
+            raise ValueError(f"header says {expected} frames, got {self.frames}")
+        return out
+
+
 def write_stream(header: Header, indices: list[int]) -> bytes:
-    mode = get_mode(header.mode)
-    if header.num_frames is not None and header.num_frames != len(indices):
-        raise ValueError(f"header says {header.num_frames} frames, got {len(indices)}")
-    payload = pack_frames(indices, mode)
-    if header.block_crc:
-        payload = _with_block_crcs(payload, _block_bytes(mode))
-    return encode_header(header) + payload
+    writer = StreamWriter(header)
+    return writer.start() + writer.push(indices) + writer.finish()
+
+
+class StreamReader:
+    """Parses a .cc stream from a binary file object, a piece at a time.
+
+    The header is read and checked on construction; chunks() then yields (indices,
+    bad_frame_numbers) per CRC block (or per 250 frames without CRCs) as the bytes
+    arrive, so a decoder can start before the stream ends. Every defect is a FormatError.
+    """
+
+    CHUNK_FRAMES = 250
+
+    def __init__(self, source: BinaryIO, *, tolerate_crc_errors: bool = False):
+        self.source = source
+        self.tolerate = tolerate_crc_errors
+        head = self._read_from_source(8 + MAX_VARINT_BYTES + 1)
+        self.header, used = decode_header(head)
+        self.mode = get_mode(self.header.mode)
+        self._pending = head[used:]  # read ahead past the header: start of the payload
+        self.frames_read = 0
+
+    def _read_from_source(self, count: int) -> bytes:
+        out = bytearray()
+        while len(out) < count:
+            piece = self.source.read(count - len(out))
+            if not piece:
+                break
+            out += piece
+        return bytes(out)
+
+    def _read(self, count: int) -> bytes:
+        take, self._pending = self._pending[:count], self._pending[count:]
+        return take + self._read_from_source(count - len(take))
+
+    def chunks(self) -> Iterator[tuple[list[int], list[int]]]:
+        bits, crc = self.mode.bits_per_frame, self.header.block_crc
+        unit = BLOCK_FRAMES if crc else self.CHUNK_FRAMES
+        expected = self.header.num_frames
+        while True:
+            want = unit if expected is None else min(unit, expected - self.frames_read)
+            if want == 0:
+                if self._read(1):
+                    raise FormatError("corrupt .cc payload (data after the last frame)")
+                return
+            want_bytes = -(-want * bits // 8) + (1 if crc else 0)
+            chunk = self._read(want_bytes)
+            if expected is not None and len(chunk) < want_bytes:
+                got = self.frames_read + max(0, len(chunk) - (1 if crc else 0)) * 8 // bits
+                raise FormatError(f"truncated .cc payload ({got} of {expected} frames)")
+            if not chunk:
+                return
+            if crc and len(chunk) < 2:
+                raise FormatError("truncated .cc payload (block without CRC)")
+            block = chunk[:-1] if crc else chunk
+            frames = want if expected is not None else len(block) * 8 // bits
+            bad: list[int] = []
+            if crc and crc8(block) != chunk[-1]:
+                if not self.tolerate:
+                    raise FormatError(f"corrupt .cc payload (CRC mismatch in second "
+                                      f"{self.frames_read // BLOCK_FRAMES})")
+                bad = list(range(self.frames_read, self.frames_read + frames))
+            indices = unpack_frames(block, self.mode, frames)
+            self.frames_read += len(indices)
+            yield indices, bad
 
 
 def read_stream(data: bytes, *, tolerate_crc_errors: bool = False) -> Stream:
     """Parse a whole .cc file. Raises FormatError on any defect (CRC failures only
     when not tolerated; tolerated ones are listed in Stream.bad_frames)."""
-    header, offset = decode_header(data)
-    mode = get_mode(header.mode)
-    body = data[offset:]
+    reader = StreamReader(io.BytesIO(bytes(data)), tolerate_crc_errors=tolerate_crc_errors)
+    indices: list[int] = []
     bad_frames: list[int] = []
-    if header.block_crc:
-        block_bytes = _block_bytes(mode)
-        payload = bytearray()
-        for number, start in enumerate(range(0, len(body), block_bytes + 1)):
-            chunk = body[start:start + block_bytes + 1]
-            if len(chunk) < 2:
-                raise FormatError("truncated .cc payload (block without CRC)")
-            block, crc = chunk[:-1], chunk[-1]
-            if crc8(block) != crc:
-                if not tolerate_crc_errors:
-                    raise FormatError(f"corrupt .cc payload (CRC mismatch in second {number})")
-                first = number * BLOCK_FRAMES
-                bad_frames.extend(range(first, first + len(block) * 8 // mode.bits_per_frame))
-            payload += block
-        payload = bytes(payload)
-    else:
-        payload = body
-    expected = header.num_frames
-    if expected is not None:
-        expected_bytes = -(-expected * mode.bits_per_frame // 8)
-        if len(payload) < expected_bytes:
-            raise FormatError(f"truncated .cc payload ({len(payload) * 8 // mode.bits_per_frame}"
-                              f" of {expected} frames)")
-        if len(payload) > expected_bytes:
-            raise FormatError("corrupt .cc payload (data after the last frame)")
-    indices = unpack_frames(payload, mode, expected)
-    bad_frames = [f for f in bad_frames if f < len(indices)]
-    return Stream(header=header, indices=indices, bad_frames=bad_frames)
+    for chunk, bad in reader.chunks():
+        indices += chunk
+        bad_frames += bad
+    return Stream(header=reader.header, indices=indices, bad_frames=bad_frames)
 
 
 def read_raw(data: bytes, mode_id: int) -> list[int]:

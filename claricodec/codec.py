@@ -88,35 +88,76 @@ class Codec(nn.Module):
         return np.concatenate([stream.push(audio), stream.finish()])
 
     @torch.inference_mode()
+    def decode_window(self, indices: np.ndarray) -> np.ndarray:
+        k = self.quantizer.from_index(torch.from_numpy(indices)[None].to(self.device))
+        return self.decoder(self.quantizer.scaled(k))[0].float().cpu().numpy()
+
     def decode(self, indices: np.ndarray, erased: np.ndarray | None = None) -> np.ndarray:
-        """Frame indices -> 16 kHz float32 audio, frames * hop samples.
+        """Frame indices -> 16 kHz float32 audio, frames * hop samples (see WindowedDecoder)."""
+        stream = WindowedDecoder(self)
+        return np.concatenate([stream.push(indices, erased), stream.finish()])
 
-        Erased frames (lost or failed a CRC) are concealed in the latent: each repeats the
-        last good frame's code (or the next good one at the start), never decoded as noise.
-        """
+
+class WindowedDecoder:
+    """Decodes frames as they arrive, WINDOW at a time with DECODE_CONTEXT frames of
+    context on each side, so memory does not grow with the stream's length.
+
+    Erased frames (lost, or in a block that failed its CRC) are concealed in the latent:
+    each repeats the last good frame's code (frames before the first good one take the
+    first good one), never decoded as noise.
+    """
+
+    def __init__(self, codec: Codec):
+        self.codec = codec
+        self.frames = np.zeros(0, dtype=np.int64)  # resolved frames, from frame `offset` on
+        self.offset = 0  # stream position of frames[0]
+        self.next_start = 0  # first frame of the next window to decode
+        self.last_good: int | None = None
+        self.unresolved = 0  # leading erased frames waiting for a first good frame
+
+    def _resolve(self, indices: np.ndarray, erased: np.ndarray) -> np.ndarray:
+        out = []
+        for index, lost in zip(indices.tolist(), erased.tolist()):
+            if not lost:
+                if self.last_good is None:  # leading erasures take the first good frame
+                    out.extend([index] * self.unresolved)
+                    self.unresolved = 0
+                self.last_good = index
+                out.append(index)
+            elif self.last_good is None:
+                self.unresolved += 1
+            else:
+                out.append(self.last_good)
+        return np.array(out, dtype=np.int64)
+
+    def push(self, indices, erased=None) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
-        if erased is not None and erased.any():
-            indices = conceal(indices, erased)
-        hop, total = self.mode.hop, len(indices)
-        out = np.zeros(total * hop, dtype=np.float32)
-        for start in range(0, total, WINDOW):
-            lo, hi = max(0, start - DECODE_CONTEXT), min(total, start + WINDOW + DECODE_CONTEXT)
-            k = self.quantizer.from_index(torch.from_numpy(indices[lo:hi])[None].to(self.device))
-            audio = self.decoder(self.quantizer.scaled(k))[0].float().cpu().numpy()
-            keep = audio[(start - lo) * hop:(min(start + WINDOW, total) - lo) * hop]
-            out[start * hop:start * hop + len(keep)] = keep
-        return out
+        erased = np.zeros(len(indices), bool) if erased is None else np.asarray(erased, bool)
+        self.frames = np.concatenate([self.frames, self._resolve(indices, erased)])
+        out = []
+        while self.offset + len(self.frames) >= self.next_start + WINDOW + DECODE_CONTEXT:
+            out.append(self._decode_next())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
+    def finish(self) -> np.ndarray:
+        if self.unresolved:  # nothing good ever came: a constant code stands in
+            self.frames = np.concatenate([self.frames, np.zeros(self.unresolved, np.int64)])
+            self.unresolved = 0
+        out = []
+        while self.next_start < self.offset + len(self.frames):
+            out.append(self._decode_next())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
-def conceal(indices: np.ndarray, erased: np.ndarray) -> np.ndarray:
-    """Replace erased frames by the nearest earlier good frame (or later, at the start)."""
-    out = indices.copy()
-    good = np.flatnonzero(~erased)
-    if len(good) == 0:
-        return np.full_like(indices, 0)  # nothing to go on; the decoder hears a constant code
-    source = np.searchsorted(good, np.arange(len(indices)), side="right") - 1
-    source = np.where(source < 0, 0, source)
-    return out[good[source]]
+    def _decode_next(self) -> np.ndarray:
+        hop, start = self.codec.mode.hop, self.next_start
+        total = self.offset + len(self.frames)
+        lo, hi = max(0, start - DECODE_CONTEXT), min(total, start + WINDOW + DECODE_CONTEXT)
+        audio = self.codec.decode_window(self.frames[lo - self.offset:hi - self.offset])
+        end = min(start + WINDOW, total)
+        self.next_start = end
+        drop = max(0, end - DECODE_CONTEXT) - self.offset  # keep only the context still needed
+        self.frames, self.offset = self.frames[drop:], self.offset + drop
+        return audio[(start - lo) * hop:(end - lo) * hop]
 
 
 class WindowedEncoder:

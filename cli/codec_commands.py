@@ -1,12 +1,15 @@
 """`claricodec encode`, `decode` and `info`."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
+import numpy as np
+import soxr
 
-from .files import (STDIO, JobError, interrupts_as_keyboard_interrupt, plan_jobs, read_input,
-                    write_output)
+from .files import (STDIO, JobError, interrupts_as_keyboard_interrupt, open_input, output_file,
+                    plan_jobs, read_input)
 from .ui import console, fail, pick_device, progress_bar
 
 weights_option = click.option(
@@ -87,18 +90,26 @@ def encode(source, target, weights, encoder, crc, raw, device, force):
     if crc and raw:
         fail("--crc and --raw exclude each other (a raw stream has no framing for CRCs)")
     codec = load(weights, encoder, device)
-    from claricodec.audio import AudioError, load_audio
+    from claricodec.audio import AudioError
+    from claricodec.stream_io import open_audio, resampled_blocks
 
     def work(job):
-        data = read_input(job.source)
         name = "stdin" if job.source == STDIO else job.source
+        if job.source != STDIO and not Path(job.source).exists():
+            raise JobError(f"{name}: no such file")
         try:
-            audio = load_audio(data, codec.mode.sample_rate)
-            pcm_rate = codec.mode.sample_rate
-            out = codec.encode(audio, pcm_rate, block_crc=crc, raw=raw)
+            reader = open_audio(job.source if job.source != STDIO else sys.stdin.buffer)
+            blocks = resampled_blocks(reader, codec.mode.sample_rate)
+            # From a pipe the length is unknown until the end: stream with an
+            # unknown-length header, so an endless input keeps producing frames.
+            pieces = codec.encode_blocks(blocks, block_crc=crc, raw=raw,
+                                         known_length=job.source != STDIO)
+            with output_file(job.target) as out:
+                for piece in pieces:
+                    out.write(piece)
+                    out.flush()
         except AudioError as err:
             raise JobError(f"{name}: {err}") from None
-        write_output(job.target, out)
 
     run_jobs(source, target, ".cc", force, work)
 
@@ -112,28 +123,57 @@ def encode(source, target, weights, encoder, crc, raw, device, force):
 @click.option("--raw", is_flag=True, help="IN is a headerless payload (mode 1, these weights).")
 @click.option("--ignore-crc", is_flag=True,
               help="Decode through CRC failures, concealing the damaged seconds.")
+@click.option("--erasures", metavar="FRAMES", default=None,
+              help="Frames known lost on the link, concealed in the latent: e.g. 40-49,75 "
+                   "(frame = 40 ms, counted from 0).")
 @device_option
 @force_option
-def decode(source, target, weights, rate, raw, ignore_crc, device, force):
+def decode(source, target, weights, rate, raw, ignore_crc, erasures, device, force):
     """Decode a .cc file to a 16-bit WAV.
 
     IN is a .cc file (recognised by content), '-' for stdin, or a directory of them;
     OUT is a .wav file, '-' for stdout, or a directory (tree mirrored).
     """
     codec = load(weights, None, device)
-    from claricodec.audio import wav_bytes
     from claricodec.bitstream import FormatError
+    from claricodec.stream_io import WavWriter
+    lost = parse_frame_list(erasures)
+    sample_rate = codec.mode.sample_rate
+    out_rate = rate or sample_rate
 
     def work(job):
-        data = read_input(job.source)
         name = "stdin" if job.source == STDIO else job.source
         try:
-            audio, out_rate = codec.decode(data, raw=raw, rate=rate, tolerate_crc_errors=ignore_crc)
+            with open_input(job.source) as src:
+                header, chunks = codec.open_stream(src, raw=raw, tolerate_crc_errors=ignore_crc)
+                length = round(header.num_samples * out_rate / sample_rate) or None
+                resample = soxr.ResampleStream(sample_rate, out_rate, 1, dtype="float32") \
+                    if out_rate != sample_rate else None
+                with output_file(job.target) as out:
+                    wav = WavWriter(out, out_rate, length)
+                    for audio in codec.decode_blocks(header, chunks, lost):
+                        wav.write(resample.resample_chunk(audio) if resample else audio)
+                    if resample:
+                        wav.write(resample.resample_chunk(np.zeros(0, np.float32), last=True))
+                    wav.close()
         except FormatError as err:
             raise JobError(f"{name}: {err}") from None
-        write_output(job.target, wav_bytes(audio, out_rate))
 
     run_jobs(source, target, ".wav", force, work)
+
+
+def parse_frame_list(text: str | None) -> list[int]:
+    """'3,10-12' -> [3, 10, 11, 12]."""
+    frames = []
+    for part in (text or "").replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            first, _, last = part.partition("-")
+            frames.extend(range(int(first), int(last or first) + 1))
+        except ValueError:
+            fail(f"--erasures: {part!r} is not a frame number or range like 10-20")
+    return frames
 
 
 @click.command()

@@ -9,9 +9,10 @@ import os
 import signal
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 STDIO = "-"
 
@@ -27,20 +28,28 @@ class Job:
 
 
 def read_input(source: str) -> bytes:
+    with open_input(source) as f:
+        return f.read()
+
+
+def open_input(source: str) -> BinaryIO:
     if source == STDIO:
-        return sys.stdin.buffer.read()
+        return nullcontext(sys.stdin.buffer)
     try:
-        return Path(source).read_bytes()
+        return open(source, "rb")
     except IsADirectoryError:
         raise JobError(f"{source}: is a directory (the output must then be a directory too)") from None
     except OSError as err:
         raise JobError(f"{source}: cannot read ({err.strerror})") from None
 
 
-def write_output(target: str, data: bytes) -> None:
-    """Atomic: the target appears whole or not at all."""
+@contextmanager
+def output_file(target: str) -> Iterator[BinaryIO]:
+    """A binary file to write into. A real file is written under a temporary name and
+    renamed into place only when the body finishes: on any error, Ctrl-C or SIGTERM the
+    temporary file is removed and the target is left as it was."""
     if target == STDIO:
-        sys.stdout.buffer.write(data)
+        yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
     path = Path(target)
@@ -51,12 +60,10 @@ def write_output(target: str, data: bytes) -> None:
         raise JobError(f"{target}: cannot write ({err.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
         os.replace(tmp, path)
-    except BaseException as err:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise JobError(f"{target}: cannot write ({err.strerror})") from None
         raise
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from claricodec.codec import CONTEXT, WINDOW, WindowedEncoder, conceal
+from claricodec.codec import CONTEXT, WINDOW, WindowedDecoder, WindowedEncoder
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,19 @@ def test_decode_length_and_window_seams(model):
     assert np.isfinite(audio).all()
 
 
-def test_conceal_repeats_last_good_frame():
-    idx = np.array([5, 6, 7, 8, 9])
-    erased = np.array([True, False, True, True, False])
-    assert conceal(idx, erased).tolist() == [6, 6, 6, 6, 9]
+def test_streamed_decoding_equals_whole_decoding(model):
+    indices = np.random.default_rng(3).integers(0, 256, WINDOW * 3 + 17)
+    whole = model.decode(indices)
+    stream = WindowedDecoder(model)
+    parts = [stream.push(indices[i:i + 33]) for i in range(0, len(indices), 33)] + [stream.finish()]
+    assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_erased_frames_repeat_the_last_good_frame(model):
+    indices = np.array([5, 6, 7, 8, 9] * 20)
+    erased = np.zeros(len(indices), bool)
+    erased[[0, 2, 3]] = True
+    concealed = np.array([6, 6, 6, 6, 9] + [5, 6, 7, 8, 9] * 19)
+    assert np.array_equal(model.decode(indices, erased), model.decode(concealed))
+    all_lost = model.decode(indices[:10], np.ones(10, bool))
+    assert all_lost.shape == (6400,) and np.isfinite(all_lost).all()

@@ -1,0 +1,186 @@
+"""Audio in and out a block at a time, so hours of audio (or an endless pipe) run in
+memory that does not grow with length.
+
+Input: a seekable file goes through soundfile (any format it reads); stdin is parsed as a
+WAV stream (RIFF header, then PCM or float samples as they arrive; a data size of 0 or
+0xFFFFFFFF means "until the end", as sox writes to pipes). Other formats on stdin are read
+whole, then decoded, which is fine for short clips. Resampling is soxr's streaming
+resampler, whose output does not depend on how the input is split, so a file and a pipe
+of the same audio give the same codes.
+"""
+from __future__ import annotations
+
+import io
+import struct
+from typing import BinaryIO, Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .audio import AudioError
+
+BLOCK = 1 << 16  # input frames per block
+
+
+class AudioReader:
+    """Blocks of mono float32 samples at the source's rate; `.rate` is known up front."""
+
+    rate: int
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+
+class SoundFileReader(AudioReader):
+    def __init__(self, source: str | BinaryIO):
+        try:
+            self.file = sf.SoundFile(source)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+            raise AudioError(f"cannot read audio: {_first_line(err)}") from None
+        self.rate = self.file.samplerate
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        with self.file:
+            while True:
+                try:
+                    block = self.file.read(BLOCK, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as err:
+                    raise AudioError(f"cannot read audio: {_first_line(err)}") from None
+                if not len(block):
+                    return
+                yield block.mean(axis=1)
+
+
+class WavStreamReader(AudioReader):
+    """Minimal RIFF/WAVE parser for non-seekable input: PCM 8/16/24/32 and float 32/64."""
+
+    def __init__(self, source: BinaryIO, head: bytes):
+        self.source = source
+        self._buffer = head
+        riff = self._take(12)
+        if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+            raise AudioError("cannot read audio: not a WAV stream")
+        fmt = None
+        while True:
+            chunk = self._take(8)
+            if len(chunk) < 8:
+                raise AudioError("cannot read audio: WAV stream ends before its data")
+            tag, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if tag == b"fmt ":
+                fmt = self._take(size + (size & 1))
+                if len(fmt) < 16:
+                    raise AudioError("cannot read audio: truncated WAV format chunk")
+            elif tag == b"data":
+                self.remaining = None if size in (0, 0xFFFFFFFF) else size
+                break
+            else:
+                self._take(size + (size & 1))
+        if fmt is None:
+            raise AudioError("cannot read audio: WAV stream has no format chunk")
+        code, self.channels, self.rate, _, _, bits = struct.unpack("<HHIIHH", fmt[:16])
+        if code == 0xFFFE and len(fmt) >= 26:  # WAVE_FORMAT_EXTENSIBLE: real code in the GUID
+            code = struct.unpack("<H", fmt[24:26])[0]
+        kinds = {(1, 8): "u1", (1, 16): "<i2", (1, 24): "i3", (1, 32): "<i4",
+                 (3, 32): "<f4", (3, 64): "<f8"}
+        if (code, bits) not in kinds or self.channels < 1 or self.rate < 1:
+            raise AudioError(f"cannot read audio: unsupported WAV encoding (format {code}, {bits} bit)")
+        self.kind, self.width = kinds[(code, bits)], bits // 8
+
+    def _take(self, count: int) -> bytes:
+        out, self._buffer = self._buffer[:count], self._buffer[count:]
+        while len(out) < count:
+            piece = self.source.read(count - len(out))
+            if not piece:
+                break
+            out += piece
+        return out
+
+    def _to_float(self, data: bytes) -> np.ndarray:
+        if self.kind == "u1":
+            x = (np.frombuffer(data, np.uint8).astype(np.float32) - 128) / 128
+        elif self.kind == "i3":
+            b = np.frombuffer(data, np.uint8).reshape(-1, 3).astype(np.int32)
+            x = ((b[:, 0] << 8 | b[:, 1] << 16 | b[:, 2] << 24) >> 8).astype(np.float32) / 2 ** 23
+        elif self.kind[1] == "i":
+            x = np.frombuffer(data, self.kind).astype(np.float32) / 2 ** (8 * self.width - 1)
+        else:
+            x = np.frombuffer(data, self.kind).astype(np.float32)
+        return x.reshape(-1, self.channels).mean(axis=1)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        frame = self.width * self.channels
+        while self.remaining is None or self.remaining > 0:
+            want = BLOCK * frame if self.remaining is None else min(BLOCK * frame, self.remaining)
+            data = self._take(want)
+            if self.remaining is not None:
+                self.remaining -= len(data)
+            data = data[:len(data) // frame * frame]
+            if not data:
+                return
+            yield self._to_float(data)
+
+
+def open_audio(source: str | BinaryIO) -> AudioReader:
+    """A reader for a path, or for a binary stream (stdin) parsed as it arrives."""
+    if isinstance(source, str):
+        return SoundFileReader(source)
+    head = source.read(12)
+    if head[:4] == b"RIFF":
+        return WavStreamReader(source, head)
+    return SoundFileReader(io.BytesIO(head + source.read()))  # FLAC, OGG, ...: whole
+
+
+def resampled_blocks(reader: AudioReader, rate_out: int) -> Iterator[np.ndarray]:
+    """The reader's blocks at rate_out, NaN/inf refused, split-independent (soxr stream)."""
+    stream = None if reader.rate == rate_out else soxr.ResampleStream(
+        reader.rate, rate_out, 1, dtype="float32", quality="HQ")
+    for block in reader.blocks():
+        if not np.all(np.isfinite(block)):
+            raise AudioError("audio contains NaN or infinite samples")
+        yield block if stream is None else stream.resample_chunk(block, last=False)
+    if stream is not None:
+        yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+class WavWriter:
+    """16-bit PCM mono WAV written as samples arrive. With the length unknown up front the
+    sizes say 0xFFFFFFFF ("until the end", as sox writes); a seekable target gets the
+    real sizes patched in at close."""
+
+    def __init__(self, target: BinaryIO, rate: int, num_samples: int | None = None):
+        # With num_samples given, exactly that many are written (cut or zero-padded), so
+        # the header written first is true even on a pipe.
+        self.target, self.rate, self.written, self.length = target, rate, 0, num_samples
+        self.target.write(self._header(None if num_samples is None else 2 * num_samples))
+
+    def _header(self, data_size: int | None) -> bytes:
+        data = 0xFFFFFFFF if data_size is None else data_size
+        riff = 0xFFFFFFFF if data_size is None else 36 + data_size
+        fmt = struct.pack("<HHIIHH", 1, 1, self.rate, 2 * self.rate, 2, 16)  # PCM, mono, 16 bit
+        return (b"RIFF" + struct.pack("<I", riff) + b"WAVE" + b"fmt " + struct.pack("<I", 16)
+                + fmt + b"data" + struct.pack("<I", data))
+
+    def write(self, audio: np.ndarray) -> None:
+        if self.length is not None:
+            audio = audio[:max(0, self.length - self.written)]
+        pcm = np.clip(np.round(np.asarray(audio) * 32767), -32768, 32767).astype("<i2")
+        self.target.write(pcm.tobytes())
+        self.written += len(pcm)
+
+    def close(self) -> None:
+        if self.length is not None and self.written < self.length:
+            self.write(np.zeros(self.length - self.written, np.float32))
+        try:
+            seekable = self.target.seekable()
+        except (AttributeError, OSError):
+            seekable = False
+        if seekable:
+            self.target.seek(0)
+            self.target.write(self._header(2 * self.written))
+        self.target.flush()
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err)
+    return text.splitlines()[0] if text else type(err).__name__
