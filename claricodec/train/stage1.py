@@ -43,6 +43,8 @@ class Stage1Config:
     distill_weight: float = 3.0
     ctc_weight: float = 0.3
     stft_weight: float = 1.0
+    usage_weight: float = 1.0  # keeps every level of every FSQ dimension in use
+    bound_weight: float = 0.1  # keeps encoder pre-activations off the flat part of tanh
     gan_start: int = 24_000  # step at which the discriminators join
     adv_weight: float = 1.0
     fm_weight: float = 2.0
@@ -171,6 +173,22 @@ def calibrate_temperature(quantizer, z: torch.Tensor, target: float) -> float:
     return math.exp((lo + hi) / 2)
 
 
+def code_usage_loss(z: torch.Tensor, mask: torch.Tensor, levels: int, sharpness: float = 0.5
+                    ) -> torch.Tensor:
+    """log(L) minus the entropy of each dimension's level usage over the batch, summed.
+
+    Without it the encoder can drift into one corner of the code space (seen here within
+    100 steps: every dimension pinned to its lowest level, tanh saturated, gradients gone).
+    Soft assignments make it differentiable; zero when every level is used equally.
+    """
+    centres = torch.arange(levels, device=z.device, dtype=z.dtype) - (levels - 1) / 2
+    soft = torch.softmax(-(z.unsqueeze(-1) - centres) ** 2 / sharpness, dim=-1)  # [B, D, T, L]
+    weights = mask[:, None, :, None].to(z.dtype)
+    usage = (soft * weights).sum((0, 2)) / weights.sum((0, 2)).clamp(min=1)  # [D, L]
+    entropy = -(usage * usage.clamp(min=1e-8).log()).sum(-1)
+    return (math.log(levels) - entropy).sum()
+
+
 def perplexity(index: torch.Tensor, size: int) -> float:
     counts = torch.bincount(index.flatten(), minlength=size).float()
     p = counts / counts.sum()
@@ -275,12 +293,16 @@ class Stage1Trainer:
         audio, teacher, frames, texts = self.train.load(ids, cfg.max_seconds, self.rng)
         audio, teacher = audio.to(self.device), teacher.to(self.device)
         q = self.codec.quantizer
-        z = q.bound(self.codec.encoder(audio))
+        h = self.codec.encoder(audio)
+        z = q.bound(h)
         if self.step % 100 == 0:  # keep policy samples ~10 % off the argmax as z moves
             q.temperature.fill_(calibrate_temperature(q, z.detach(), cfg.target_sample_share))
         codes, k = q.quantize_ste(z)
         stats = {"ppl": perplexity(q.to_index(k), q.codebook_size)}
         distill, ctc = self.semantic_losses(codes, teacher, frames, texts)
+        mask = frame_mask(frames, z.shape[-1]).to(self.device)
+        usage = code_usage_loss(z, mask, q.levels[0])
+        bound = F.relu(h.abs() - 1.5).pow(2).mean()
         dec_in = codes
         if self.rng.random() < cfg.channel_noise_share:
             k_noisy, kind = corrupt_codes(self.codec, z, k, cfg, self.rng)
@@ -292,8 +314,10 @@ class Stage1Trainer:
         fake = self.codec.decoder(dec_in)
         mel = self.mel_loss(fake, audio)
         stft = self.stft_loss(fake, audio)
-        loss = mel + cfg.stft_weight * stft + cfg.distill_weight * distill + cfg.ctc_weight * ctc
-        stats.update(mel=mel.item(), stft=stft.item(), distill=distill.item(), ctc=ctc.item())
+        loss = (mel + cfg.stft_weight * stft + cfg.distill_weight * distill + cfg.ctc_weight * ctc
+                + cfg.usage_weight * usage + cfg.bound_weight * bound)
+        stats.update(mel=mel.item(), stft=stft.item(), distill=distill.item(), ctc=ctc.item(),
+                     usage=usage.item())
 
         if self.step >= cfg.gan_start:
             crop = int(cfg.gan_crop_seconds * 16000)
