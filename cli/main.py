@@ -2,6 +2,7 @@
 import click
 
 from .codec_commands import decode, encode, info
+from .eval_command import eval_command
 from .train import train
 
 
@@ -18,5 +19,5 @@ def main():
     """
 
 
-for command in (encode, decode, info, train):
+for command in (encode, decode, info, train, eval_command):
     main.add_command(command)

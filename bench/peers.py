@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""ClariCodec against its peers, on the same utterances in the same run.
+
+    python3 bench/peers.py --limit 100 > table.md
+
+Systems: uncoded (the corpus audio as stored), ClariCodec 200 bit/s (a real .cc file),
+Codec2 450 / 700C / 1200 (c2enc/c2dec on 8 kHz raw s16le, resampled with soxr) and Opus
+at 6 kbit/s (opusenc/opusdec). Each decoded signal is transcribed by the same ASR and
+scored by claricodec.evaluate (one implementation for `claricodec eval` and this).
+
+Prints a Markdown table on stdout; progress and notes on stderr; --json prints the full
+report (all groups, per source) as JSON instead of the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MANIFEST = ROOT.parent / "shared" / "corpus" / "dev" / "manifest.jsonl"
+RATE = 16000
+
+
+def _run(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, capture_output=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.decode(errors='replace').strip()}")
+
+
+class Codec2System:
+    """Codec2 via the Debian command-line tools. Raw (headerless) bit files: c2enc only
+    writes its header for a .c2 name. Each 40 ms frame is padded to whole bytes, so 450
+    and 700C files are larger than their nominal rate (3 and 4 bytes a frame)."""
+
+    def __init__(self, mode: str):
+        self.mode, self.name = mode, f"codec2-{mode.lower()}"
+        self.nominal_bps = float(mode.rstrip("C"))
+
+    def code(self, audio: np.ndarray, workdir: Path, stem: str):
+        from claricodec.evaluate import Coded
+        raw, bits, out = (workdir / f"{stem}.{self.name}.{ext}" for ext in ("raw", "bit", "out.raw"))
+        start = time.perf_counter()
+        pcm8 = soxr.resample(audio, RATE, 8000, quality="HQ")
+        raw.write_bytes(np.clip(np.round(pcm8 * 32767), -32768, 32767).astype("<i2").tobytes())
+        _run(["c2enc", self.mode, str(raw), str(bits)])
+        middle = time.perf_counter()
+        _run(["c2dec", self.mode, str(bits), str(out)])
+        decoded = np.frombuffer(out.read_bytes(), dtype="<i2").astype(np.float32) / 32768
+        decoded = soxr.resample(decoded, 8000, RATE, quality="HQ").astype(np.float32)
+        end = time.perf_counter()
+        raw.unlink(), out.unlink()  # keep only the coded file: a full run is 100s of MB of PCM
+        return Coded(decoded, bits.stat().st_size, middle - start, end - middle)
+
+
+class OpusSystem:
+    """Opus through opusenc/opusdec. The file is a complete Ogg Opus file: its size
+    includes the Ogg pages and the OpusHead/OpusTags headers (~100-200 bytes)."""
+
+    def __init__(self, kbps: float = 6):
+        self.kbps, self.name = kbps, f"opus-{kbps:g}k"
+        self.nominal_bps = kbps * 1000
+
+    def code(self, audio: np.ndarray, workdir: Path, stem: str):
+        from claricodec.evaluate import Coded
+        wav, opus, out = (workdir / f"{stem}.{self.name}.{ext}" for ext in ("wav", "opus", "out.wav"))
+        start = time.perf_counter()
+        sf.write(wav, np.clip(audio, -1, 1), RATE, subtype="PCM_16")
+        _run(["opusenc", "--quiet", "--bitrate", f"{self.kbps:g}", str(wav), str(opus)])
+        middle = time.perf_counter()
+        _run(["opusdec", "--quiet", "--rate", str(RATE), str(opus), str(out)])
+        decoded, rate = sf.read(out, dtype="float32")
+        end = time.perf_counter()
+        wav.unlink(), out.unlink()
+        assert rate == RATE
+        return Coded(decoded, opus.stat().st_size, middle - start, end - middle)
+
+
+def markdown(summary: dict, systems: list, asr_note: str) -> str:
+    """The overall figures as a Markdown table."""
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    def speed(v):
+        return "-" if v is None else f"{v:.0f}x"
+
+    entry = summary["all"]
+    lines = [f"{entry['utterances']} utterances, {entry['seconds'] / 60:.1f} min of speech; "
+             f"{asr_note}.", "",
+             "| system | nominal bit/s | actual bit/s (file sizes) | WER % | ΔWER vs uncoded [95% CI] "
+             "| CER % | encode x real time | decode x real time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    orig = entry["systems"]["original"]
+    lines.append(f"| uncoded | - | - | {pct(orig['wer'])} | - | {pct(orig['cer'])} | - | - |")
+    for system in systems:
+        s = entry["systems"][system.name]
+        low, high = s["delta_wer_ci95"]
+        delta = "-" if s["delta_wer"] is None else \
+            f"{100 * s['delta_wer']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+        label = {"decoded": "ClariCodec"}.get(system.name, system.name)
+        lines.append(f"| {label} | {system.nominal_bps:g} | {s['bps']:.0f} | {pct(s['wer'])} "
+                     f"| {delta} | {pct(s['cer'])} | {speed(s['encode_x_realtime'])} "
+                     f"| {speed(s['decode_x_realtime'])} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="ClariCodec vs Codec2 and Opus: WER, bit rate, speed.")
+    parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST,
+                        help="corpus manifest.jsonl or folder (default: the shared dev split)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N utterances")
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument("--save-hyps", type=Path, default=None,
+                        help="write every reference and hypothesis as JSONL (see claricodec eval)")
+    parser.add_argument("--asr", default=None, help="Whisper model name or CTranslate2 folder")
+    parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--window", type=float, default=30.0,
+                        help="ASR encoder window in seconds; 0 = fitted (faster)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for codec and ASR")
+    parser.add_argument("--weights", default=None, help="ClariCodec weights directory")
+    parser.add_argument("--encoder", default=None, help="ClariCodec encoder (stage1, rl, file)")
+    args = parser.parse_args()
+
+    for tool in ("c2enc", "c2dec", "opusenc", "opusdec"):
+        if shutil.which(tool) is None:
+            sys.exit(f"peers.py: {tool} not found (Debian packages codec2 and opus-tools)")
+    import torch
+
+    from claricodec.api import ClariCodec
+    from claricodec.asr import ASR, EVAL
+    from claricodec.evaluate import ClariCodecSystem, run, save_hyps, summarize
+    from claricodec.train.data import read_manifest
+
+    torch.set_num_threads(args.threads)
+    rows = read_manifest(args.manifest)[:args.limit]
+    if not rows:
+        sys.exit(f"peers.py: no utterances in {args.manifest}")
+    from claricodec.asr import ASRError
+    from claricodec.weights import WeightsError
+    try:
+        codec = ClariCodec(args.weights, args.encoder)
+        asr = ASR(args.asr, threads=args.threads)
+    except (ASRError, WeightsError) as err:
+        sys.exit(f"peers.py: {err}")
+    if codec.info.get("status") != "trained":
+        print(f"note: ClariCodec weights status is {codec.info.get('status')!r}, not a finished "
+              "codec", file=sys.stderr)
+    systems = [ClariCodecSystem(codec), Codec2System("450"), Codec2System("700C"),
+               Codec2System("1200"), OpusSystem(6)]
+    options = replace(EVAL, beam_size=args.beam_size, window_seconds=args.window or None)
+    done = [0]
+
+    def progress():
+        done[0] += 1
+        if done[0] % 10 == 0 or done[0] == len(rows):
+            print(f"{done[0]}/{len(rows)} utterances", file=sys.stderr, flush=True)
+
+    skipped: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="claricodec-peers-") as workdir:
+        results = run(rows, systems, asr, options, Path(workdir), progress, skipped=skipped)
+    for note in skipped:
+        print(f"skipped {note}", file=sys.stderr)
+    if args.save_hyps:
+        save_hyps(results, args.save_hyps)
+    names = [s.name for s in systems]
+    summary = summarize(results, names, {s.name: s.nominal_bps for s in systems})
+    window = "fitted" if options.window_seconds is None else f"{options.window_seconds:g} s"
+    asr_note = (f"ASR {asr.name} ({asr.compute_type}, beam {options.beam_size}, {window} window); "
+                f"ClariCodec weights {codec.info.get('model_id')} ({codec.info.get('status')}); "
+                f"{args.threads} CPU thread(s)")
+    if args.json:
+        print(json.dumps({"manifest": str(args.manifest), "asr": asr.config | {
+            "beam_size": options.beam_size, "window_seconds": options.window_seconds},
+            "weights": {k: codec.info.get(k) for k in ("model_id", "status", "encoder_name")},
+            "skipped": skipped, "groups": summary}, indent=1))
+    else:
+        print(markdown(summary, systems, asr_note))
+
+
+if __name__ == "__main__":
+    main()
