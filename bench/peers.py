@@ -118,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="ClariCodec vs Codec2 and Opus: WER, bit rate, speed.")
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST,
                         help="corpus manifest.jsonl or folder (default: the shared dev split)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N utterances")
+    parser.add_argument("--limit", type=int, default=None, help="only N utterances, evenly spread through the manifest")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
     parser.add_argument("--save-hyps", type=Path, default=None,
                         help="write every reference and hypothesis as JSONL (see claricodec eval)")
@@ -138,11 +138,11 @@ def main() -> None:
 
     from claricodec.api import ClariCodec
     from claricodec.asr import ASR, EVAL
-    from claricodec.evaluate import ClariCodecSystem, run, save_hyps, summarize
+    from claricodec.evaluate import ClariCodecSystem, run, save_hyps, spread, summarize
     from claricodec.train.data import read_manifest
 
     torch.set_num_threads(args.threads)
-    rows = read_manifest(args.manifest)[:args.limit]
+    rows = spread(read_manifest(args.manifest), args.limit)
     if not rows:
         sys.exit(f"peers.py: no utterances in {args.manifest}")
     from claricodec.asr import ASRError

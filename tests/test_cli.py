@@ -1,7 +1,6 @@
 """The command line through click's runner: files, pipes, directories, bad input."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
