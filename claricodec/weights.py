@@ -171,3 +171,21 @@ def export_weights(codec: Codec, out_dir: Path, training: dict, status: str = "t
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def add_encoder(codec: Codec, weights_dir: Path, name: str, training: dict) -> dict:
+    """Ship another encoder beside the existing ones (stage 2). The decoder file is not
+    touched, so the model id, and every .cc file made so far, stay valid."""
+    weights_dir = Path(weights_dir)
+    manifest = read_manifest(weights_dir)
+    file = f"encoder-{name}.safetensors"
+    if name in manifest["encoders"] and name == "stage1":
+        raise WeightsError("the stage-1 encoder is frozen; give stage 2 another name")
+    sha = save_encoder(codec, weights_dir / file)
+    manifest["encoders"][name] = {"file": file, "sha256": sha,
+                                  "temperature": float(codec.quantizer.temperature),
+                                  "training": training}
+    if name == "rl":
+        manifest["default_encoder"] = "rl"
+    (weights_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

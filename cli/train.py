@@ -133,3 +133,62 @@ def _git_commit() -> str:
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return os.environ.get("CLARICODEC_COMMIT", "unknown")
+
+
+@train.command()
+@click.option("--weights", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Weights with the stage-1 encoder and decoder (default: the shipped ones).")
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared data cache.")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="Resume state and logs (default ~/.cache/claricodec/runs/stage2[-control]).")
+@click.option("--control", is_flag=True,
+              help="Control run: reward switched off (advantages zero), everything else the same.")
+@click.option("--steps", type=int, default=None, help="Total steps (default 1500).")
+@click.option("--until", type=int, default=None, help="Stop after this many steps in total.")
+@click.option("--group-size", type=int, default=None, help="Samples per utterance (default 8).")
+@click.option("--reward", type=click.Choice(["cer", "wer"]), default="cer", show_default=True)
+@click.option("--export/--no-export", default=True, show_default=True,
+              help="Write the best encoder: as 'rl' into --weights, or (control) into the run dir.")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def stage2(weights, cache, run_dir, control, steps, until, group_size, reward, export, threads, device):
+    """Stage 2: GRPO on the encoder with an ASR reward (decoder frozen)."""
+    import torch
+    from claricodec.asr import ASR, REWARD
+    from claricodec.train.stage2 import Stage2Config, Stage2Trainer, default_run_dir
+    from claricodec.weights import WeightsError, add_encoder, default_weights_dir, load_codec
+    from .ui import pick_device
+
+    torch.set_num_threads(threads)
+    device = pick_device(device)
+    weights = weights or default_weights_dir()
+    try:
+        codec, info = load_codec(weights, "stage1", device)
+    except WeightsError as err:
+        fail(str(err))
+    cfg = Stage2Config(control=control, reward=reward)
+    cfg.steps = steps or cfg.steps
+    cfg.group_size = group_size or cfg.group_size
+    run_dir = run_dir or default_run_dir(control)
+    asr = ASR(device=device, threads=threads)
+    trainer = Stage2Trainer(codec, cfg, _cache_dir(cache, "train"), run_dir, asr, REWARD,
+                            log=console.print)
+    if trainer.resume():
+        console.print(f"resumed at step {trainer.step}")
+    target = min(until or cfg.steps, cfg.steps)
+    with progress_bar() as bar:
+        task = bar.add_task("stage 2", total=target, completed=trainer.step)
+        trainer.run(target, lambda step, s: bar.update(
+            task, completed=step, description=f"stage 2 reward {s['reward']:.3f} kl {s['kl']:.4f}"))
+    if export:
+        best = trainer.best_codec()
+        training = {"stage": 2, "steps": trainer.step, "wall_hours": round(trainer.wall / 3600, 2),
+                    "best_train_subset_error": trainer.best_error, "reward": reward,
+                    "control": control, "commit": _git_commit()}
+        if control:
+            from claricodec.weights import save_encoder
+            save_encoder(best, run_dir / "encoder-control.safetensors")
+            console.print(f"control encoder written to {run_dir / 'encoder-control.safetensors'}")
+        else:
+            add_encoder(best, weights, "rl", training)
+            console.print(f"RL encoder added to {weights} (default encoder now 'rl')")

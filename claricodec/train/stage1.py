@@ -53,6 +53,7 @@ class Stage1Config:
     max_bit_error_rate: float = 0.02
     max_drop_rate: float = 0.1
     target_sample_share: float = 0.10  # policy samples differing from argmax, per frame
+    log_every: int = 50
     val_every: int = 250
     save_every: int = 100
     warmstart_every: int = 1000
@@ -364,7 +365,7 @@ class Stage1Trainer:
         self.codec.eval()
         ids = list(range(0, len(self.dev.index), max(1, len(self.dev.index) // count)))[:count]
         rng = random.Random(1)
-        mel_total, distill_total, cos_frames, all_index = 0.0, 0.0, 0, []
+        mel_total, distill_total, all_index = 0.0, 0.0, []
         for i in range(0, len(ids), 8):
             audio, teacher, frames, texts = self.dev.load(ids[i:i + 8], 8.0, rng, (0.0, 0.0))
             audio, teacher = audio.to(self.device), teacher.to(self.device)
@@ -402,7 +403,7 @@ class Stage1Trainer:
                     recent.setdefault(key, []).append(value)
             if progress:
                 progress(self.step, stats)
-            if self.step % 50 == 0:
+            if self.step % self.cfg.log_every == 0:
                 line = {"step": self.step, "epoch": self.epoch, "wall": round(self.wall),
                         "lr": self.lr_at(self.step)} | {
                     k: round(sum(v) / len(v), 4) for k, v in recent.items()}

@@ -1,0 +1,132 @@
+"""Training plumbing on a tiny model and a three-utterance cache built here.
+
+Quality is not judged here (that needs hours and the real corpus); these check that the
+steps run, move the right parameters, resume, and export loadable weights.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from claricodec.codec import Codec, CodecConfig
+from claricodec.train.stage1 import Stage1Config, Stage1Trainer, code_usage_loss
+from claricodec.train.stage2 import (Stage2Config, Stage2Trainer, categorical_kl,
+                                     group_advantages, policy_loss)
+from claricodec.weights import add_encoder, export_weights, load_codec
+
+from conftest import DATA, TINY
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """Three utterances cut from the bundled clip, in the training cache layout."""
+    out = tmp_path_factory.mktemp("cache")
+    audio, _ = sf.read(DATA / "hello.wav", dtype="float32")
+    pieces = [audio[:640 * 40], audio[640 * 40:640 * 90], audio[640 * 90:640 * 140]]
+    texts = ["THE QUICK BROWN FOX", "JUMPS OVER THE LAZY DOG", None]
+    index, offset = [], 0
+    for i, (piece, text) in enumerate(zip(pieces, texts)):
+        index.append({"id": f"u{i}", "source": "test", "speaker": "s", "text": text,
+                      "offset": offset, "length": len(piece)})
+        offset += len(piece)
+    pcm = np.round(np.concatenate(pieces) * 32767).astype(np.int16)
+    np.save(out / "audio.npy", pcm)
+    (out / "index.json").write_text(json.dumps(index))
+    return out
+
+
+def test_usage_loss_is_zero_when_levels_are_used_evenly_and_large_when_collapsed():
+    even = torch.tensor([-1.5, -0.5, 0.5, 1.5]).repeat(4, 25).view(1, 4, 100)
+    mask = torch.ones(1, 100, dtype=torch.bool)
+    collapsed = torch.full((1, 4, 100), -1.9)
+    assert code_usage_loss(even, mask, 4, sharpness=0.05) < 0.01
+    assert code_usage_loss(collapsed, mask, 4) > 4.0
+
+
+def test_stage1_steps_resume_warmstart_and_export(cache, tmp_path):
+    cfg = Stage1Config(steps=4, gan_start=2, batch_seconds=4.0, max_seconds=2.0, val_every=1000,
+                       save_every=2, warmstart_every=2, channel_noise_share=1.0, log_every=1)
+    make = lambda: Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, cache,  # noqa: E731
+                                 tmp_path / "run", warmstart=tmp_path / "ws.safetensors")
+    trainer = make()
+    before = {k: v.clone() for k, v in trainer.codec.state_dict().items()}
+    trainer.run(until_step=3)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3]
+    assert "adv" in lines[2] and "adv" not in lines[0]  # discriminators joined at gan_start
+    assert trainer.step == 3 and (tmp_path / "ws.safetensors").exists()
+    assert any(not torch.equal(before[k], v) for k, v in trainer.codec.state_dict().items())
+    again = make()
+    assert again.resume() and again.step == 3
+    warm = make()
+    warm.load_warmstart(tmp_path / "ws.safetensors")
+    assert warm.step == 3  # run() writes a last warm-start when it stops
+    temperature = again.calibrate(batches=2)
+    assert 0 < temperature < 10
+    export_weights(again.codec, tmp_path / "weights", {"steps": again.step})
+    codec, info = load_codec(tmp_path / "weights")
+    assert abs(codec.quantizer.temperature.item() - temperature) < 1e-6
+
+
+class FakeASR:
+    """Deterministic stand-in for Whisper: the transcript depends on the audio's bytes, so
+    different sampled codes get different rewards."""
+    texts_pool = ["THE QUICK BROWN FOX", "THE QUICK", "JUMPS OVER THE LAZY DOG", ""]
+
+    def texts(self, clips, options=None):
+        return [self.texts_pool[zlib.crc32(np.asarray(c).tobytes()) % 4] for c in clips]
+
+
+def test_grpo_helpers():
+    assert torch.equal(group_advantages(torch.ones(8)), torch.zeros(8))
+    adv = group_advantages(torch.tensor([0.0, 1.0, 0.5, 0.5]))
+    assert abs(adv.mean().item()) < 1e-6 and abs(adv.std().item() - 1) < 1e-5
+    logits = torch.randn(3, 4)
+    assert torch.allclose(categorical_kl(logits, logits), torch.zeros(3), atol=1e-6)
+    p, q = torch.tensor([0.7, 0.3]), torch.tensor([0.4, 0.6])
+    exact = (p * (p / q).log()).sum()
+    assert torch.allclose(categorical_kl(p.log(), q.log()), exact)
+    # A positive advantage pushes the sampled action's log-probability up.
+    logp = torch.zeros(2, 5, requires_grad=True)
+    policy_loss(logp, logp.detach(), torch.tensor([1.0, -1.0]), 0.2).backward()
+    assert (logp.grad[0] < 0).all() and (logp.grad[1] > 0).all()
+
+
+@pytest.mark.parametrize("control", [False, True])
+def test_stage2_moves_only_the_encoder(cache, tiny_weights, tmp_path, control):
+    codec, _ = load_codec(tiny_weights, "stage1")
+    codec.quantizer.temperature.fill_(0.5)
+    decoder_before = {k: v.clone() for k, v in codec.decoder.state_dict().items()}
+    encoder_before = {k: v.clone() for k, v in codec.encoder.state_dict().items()}
+    cfg = Stage2Config(steps=2, group_size=4, utterances_per_step=1, eval_every=1, eval_count=2,
+                       control=control, lr=1e-3)
+    trainer = Stage2Trainer(codec, cfg, cache, tmp_path / "run", FakeASR(), None)
+    loss, stats = trainer.utterance_loss(0)
+    if control:
+        assert stats["pg"] == 0.0
+    trainer.run()
+    assert trainer.step == 2
+    assert all(torch.equal(decoder_before[k], v) for k, v in codec.decoder.state_dict().items())
+    assert any(not torch.equal(encoder_before[k], v) for k, v in codec.encoder.state_dict().items())
+    assert "eval_error" in (tmp_path / "run" / "train.log").read_text()
+    assert trainer.reference_text(2) in FakeASR.texts_pool  # no transcript: ASR of original
+
+
+def test_rl_encoder_ships_beside_stage1_and_keeps_model_id(tiny_weights, tmp_path):
+    import shutil
+    weights = tmp_path / "w"
+    shutil.copytree(tiny_weights, weights)
+    codec, info = load_codec(weights, "stage1")
+    with torch.no_grad():
+        codec.encoder.out[1].bias.add_(0.3)
+    manifest = add_encoder(codec, weights, "rl", {"steps": 1})
+    assert manifest["default_encoder"] == "rl" and manifest["model_id"] == info["model_id"]
+    rl, rl_info = load_codec(weights)
+    assert rl_info["encoder_name"] == "rl"
+    assert torch.allclose(rl.encoder.out[1].bias, codec.encoder.out[1].bias, atol=1e-2)
