@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from claricodec.codec import Codec, CodecConfig
+from claricodec.codec import CodecConfig
 from claricodec.train.stage1 import Stage1Config, Stage1Trainer, code_usage_loss
 from claricodec.train.stage2 import (Stage2Config, Stage2Trainer, categorical_kl,
                                      group_advantages, policy_loss)
