@@ -24,9 +24,11 @@ BLOCK = 1 << 16  # input frames per block
 
 
 class AudioReader:
-    """Blocks of mono float32 samples at the source's rate; `.rate` is known up front."""
+    """Blocks of mono float32 samples at the source's rate; `.rate` is known up front,
+    `.seconds` when the source says how long it is."""
 
     rate: int
+    seconds: float | None = None
 
     def blocks(self) -> Iterator[np.ndarray]:
         raise NotImplementedError
@@ -39,6 +41,7 @@ class SoundFileReader(AudioReader):
         except (sf.LibsndfileError, RuntimeError, TypeError) as err:
             raise AudioError(f"cannot read audio: {_first_line(err)}") from None
         self.rate = self.file.samplerate
+        self.seconds = self.file.frames / self.rate if self.file.frames > 0 else None
 
     def blocks(self) -> Iterator[np.ndarray]:
         with self.file:

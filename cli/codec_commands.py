@@ -10,7 +10,7 @@ import soxr
 
 from .files import (STDIO, JobError, interrupts_as_keyboard_interrupt, open_input, output_file,
                     plan_jobs, read_input)
-from .ui import console, fail, pick_device, progress_bar
+from .ui import console, fail, pick_device, progress_bar, track_audio
 
 weights_option = click.option(
     "--weights", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -37,7 +37,8 @@ def load(weights, encoder, device):
 
 
 def run_jobs(source: str, target: str, out_suffix: str, force: bool, work) -> None:
-    """Run work(job) for each job; report failures one line each; exit 1 if any failed."""
+    """Run work(job, single) for each job; report failures one line each; exit 1 if any
+    failed. `single` is True for a lone file, which may show its own progress bar."""
     try:
         jobs, skipped = plan_jobs(source, target, out_suffix, force)
     except JobError as err:
@@ -49,7 +50,7 @@ def run_jobs(source: str, target: str, out_suffix: str, force: bool, work) -> No
         try:
             if len(jobs) == 1 and not Path(source).is_dir():
                 try:
-                    work(jobs[0])
+                    work(jobs[0], True)
                 except JobError as err:
                     fail(str(err))
                 return
@@ -57,7 +58,7 @@ def run_jobs(source: str, target: str, out_suffix: str, force: bool, work) -> No
                 task = bar.add_task(f"{len(jobs)} files", total=len(jobs))
                 for job in jobs:
                     try:
-                        work(job)
+                        work(job, False)
                     except JobError as err:
                         bar.console.print(f"claricodec: error: {err}")
                         failures += 1
@@ -93,13 +94,15 @@ def encode(source, target, weights, encoder, crc, raw, device, force):
     from claricodec.audio import AudioError
     from claricodec.stream_io import open_audio, resampled_blocks
 
-    def work(job):
+    def work(job, single):
         name = "stdin" if job.source == STDIO else job.source
         if job.source != STDIO and not Path(job.source).exists():
             raise JobError(f"{name}: no such file")
         try:
             reader = open_audio(job.source if job.source != STDIO else sys.stdin.buffer)
             blocks = resampled_blocks(reader, codec.mode.sample_rate)
+            if single:
+                blocks = track_audio(blocks, reader.seconds, codec.mode.sample_rate, "encoding")
             # From a pipe the length is unknown until the end: stream with an
             # unknown-length header, so an endless input keeps producing frames.
             pieces = codec.encode_blocks(blocks, block_crc=crc, raw=raw,
@@ -141,7 +144,7 @@ def decode(source, target, weights, rate, raw, ignore_crc, erasures, device, for
     sample_rate = codec.mode.sample_rate
     out_rate = rate or sample_rate
 
-    def work(job):
+    def work(job, single):
         name = "stdin" if job.source == STDIO else job.source
         try:
             with open_input(job.source) as src:
@@ -151,7 +154,11 @@ def decode(source, target, weights, rate, raw, ignore_crc, erasures, device, for
                     if out_rate != sample_rate else None
                 with output_file(job.target) as out:
                     wav = WavWriter(out, out_rate, length)
-                    for audio in codec.decode_blocks(header, chunks, lost):
+                    blocks = codec.decode_blocks(header, chunks, lost)
+                    if single:
+                        blocks = track_audio(blocks, header.num_samples / sample_rate,
+                                             sample_rate, "decoding")
+                    for audio in blocks:
                         wav.write(resample.resample_chunk(audio) if resample else audio)
                     if resample:
                         wav.write(resample.resample_chunk(np.zeros(0, np.float32), last=True))

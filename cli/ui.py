@@ -30,3 +30,18 @@ def pick_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         fail("--device cuda asked for, but no CUDA device is available")
     return name
+
+
+LONG_SECONDS = 60.0  # single files longer than this get a progress bar
+
+
+def track_audio(blocks, total_seconds: float | None, rate: int, label: str):
+    """Pass blocks through, advancing a transient progress bar by their duration."""
+    if not total_seconds or total_seconds < LONG_SECONDS:
+        yield from blocks
+        return
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task(label, total=round(total_seconds))
+        for block in blocks:
+            yield block
+            bar.advance(task, len(block) / rate)
