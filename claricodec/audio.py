@@ -10,6 +10,7 @@ import soundfile as sf
 import soxr
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"}
+MAX_CHANNELS = 64  # more, with fewer samples than channels: a transposed array
 
 
 class AudioError(ValueError):
@@ -18,8 +19,17 @@ class AudioError(ValueError):
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
     """[samples] or [samples, channels] -> [samples], averaging the channels."""
+    audio = np.asarray(audio)
+    if audio.dtype.kind in "iu":  # integer PCM (e.g. sf.read(dtype="int16")): scale to +-1
+        half = float(2 ** (np.iinfo(audio.dtype).bits - 1))
+        audio = (audio.astype(np.float64) - (half if audio.dtype.kind == "u" else 0.0)) / half
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 2:
+        if audio.shape[1] == 0:
+            raise AudioError(f"audio has no channels (shape {audio.shape})")
+        if audio.shape[1] > MAX_CHANNELS and audio.shape[1] > audio.shape[0]:
+            raise AudioError(f"audio of shape {audio.shape} looks like [channels, samples]; "
+                             f"pass [samples, channels] (transpose it)")
         audio = audio.mean(axis=1)
     elif audio.ndim != 1:
         raise AudioError(f"audio must be 1-D or [samples, channels], got shape {audio.shape}")
@@ -34,8 +44,8 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 def prepare(audio: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
     """Downmix, sanitise and resample to the codec's rate."""
-    if sample_rate <= 0:
-        raise AudioError(f"invalid sample rate {sample_rate}")
+    if not isinstance(sample_rate, (int, float, np.integer, np.floating)) or not sample_rate > 0:
+        raise AudioError(f"invalid sample rate {sample_rate!r}")
     audio = to_mono(audio)
     if not np.all(np.isfinite(audio)):
         raise AudioError("audio contains NaN or infinite samples")

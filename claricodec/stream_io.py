@@ -10,8 +10,10 @@ of the same audio give the same codes.
 """
 from __future__ import annotations
 
-import io
+import re
+import shutil
 import struct
+import tempfile
 from typing import BinaryIO, Iterator
 
 import numpy as np
@@ -35,11 +37,14 @@ class AudioReader:
 
 
 class SoundFileReader(AudioReader):
-    def __init__(self, source: str | BinaryIO):
+    def __init__(self, path: str):
         try:
-            self.file = sf.SoundFile(source)
+            open(path, "rb").close()  # OSError says what is wrong; libsndfile only "System error"
+            self.file = sf.SoundFile(path)
+        except OSError as err:
+            raise AudioError(f"cannot read ({err.strerror or err})") from None
         except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-            raise AudioError(f"cannot read audio: {_first_line(err)}") from None
+            raise AudioError(f"cannot read audio: {_libsndfile_message(err)}") from None
         self.rate = self.file.samplerate
         self.seconds = self.file.frames / self.rate if self.file.frames > 0 else None
 
@@ -49,7 +54,7 @@ class SoundFileReader(AudioReader):
                 try:
                     block = self.file.read(BLOCK, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError) as err:
-                    raise AudioError(f"cannot read audio: {_first_line(err)}") from None
+                    raise AudioError(f"cannot read audio: {_libsndfile_message(err)}") from None
                 if not len(block):
                     return
                 yield block.mean(axis=1)
@@ -131,7 +136,16 @@ def open_audio(source: str | BinaryIO) -> AudioReader:
     head = source.read(12)
     if head[:4] == b"RIFF":
         return WavStreamReader(source, head)
-    return SoundFileReader(io.BytesIO(head + source.read()))  # FLAC, OGG, ...: whole
+    # FLAC, Ogg, ... on a pipe: spooled to a temporary file that libsndfile reads itself.
+    # Not through soundfile's Python read callbacks: a Ctrl-C or SIGTERM raised inside one
+    # of those is swallowed by cffi, and the input would end early without an error.
+    spool = tempfile.NamedTemporaryFile(prefix="claricodec-stdin-")
+    spool.write(head)
+    shutil.copyfileobj(source, spool)
+    spool.flush()
+    reader = SoundFileReader(spool.name)
+    reader.spool = spool  # deleted when the reader goes
+    return reader
 
 
 def resampled_blocks(reader: AudioReader, rate_out: int) -> Iterator[np.ndarray]:
@@ -184,6 +198,8 @@ class WavWriter:
         self.target.flush()
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err)
-    return text.splitlines()[0] if text else type(err).__name__
+def _libsndfile_message(err: Exception) -> str:
+    """First line, without libsndfile's "Error opening '<path>': " (the caller names the
+    file, and for stdin the path is a temporary one)."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return re.sub(r"^Error opening .*?: ", "", text)

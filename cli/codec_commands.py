@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 import soxr
+from rich.text import Text
 
 from .files import (STDIO, JobError, interrupts_as_keyboard_interrupt, open_input, output_file,
                     plan_jobs, read_input)
@@ -31,8 +32,9 @@ def load(weights, encoder, device):
     except WeightsError as err:
         fail(str(err))
     if codec.info.get("status") != "trained":
-        console.print(f"[yellow]warning:[/] these weights are not a finished codec "
-                      f"(status: {codec.info.get('status')}); expect poor speech", soft_wrap=True)
+        console.print(Text("warning: ", style="yellow") + Text(
+            f"these weights are not a finished codec (status: {codec.info.get('status')}); "
+            "expect poor speech"))
     return codec
 
 

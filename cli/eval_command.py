@@ -112,7 +112,7 @@ def eval_command(source, limit, asr_model, beam_size, window, as_json, save_hyps
     except KeyboardInterrupt:
         fail("interrupted; nothing reported", 130)
     for note in skipped:
-        console.print(f"[yellow]skipped[/] {note}")
+        console.print(f"skipped {note}")
     if not results:
         fail("no utterance could be read")
     summary = summarize(results, [system.name], {system.name: system.nominal_bps})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import tempfile
+import secrets
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +55,20 @@ def output_file(target: str) -> Iterator[BinaryIO]:
     path = Path(target)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     except OSError as err:
         raise JobError(f"{target}: cannot write ({err.strerror})") from None
+    # The name is chosen before the file exists and created inside the try, so a signal
+    # at any point leaves either nothing or a file this block removes; plain open() also
+    # honours the umask, as the final file should.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             yield f
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):  # disk full, permissions, ...: one line, no traceback
+            raise JobError(f"{target}: {err.strerror or err}") from None
         raise
 
 

@@ -8,7 +8,9 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-console = Console(stderr=True, highlight=False)
+# Literal text only: file names like "take[/1].wav" must never be read as rich markup, and
+# one error stays one line (soft_wrap: no hard wrapping at the terminal width).
+console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1):
