@@ -14,7 +14,7 @@ import re
 import shutil
 import struct
 import tempfile
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -148,16 +148,26 @@ def open_audio(source: str | BinaryIO) -> AudioReader:
     return reader
 
 
+def resample_stream(blocks: Iterable[np.ndarray], rate_in: int, rate_out: int) -> Iterator[np.ndarray]:
+    """Blocks at rate_in -> blocks at rate_out (soxr's streaming resampler, HQ: the output
+    does not depend on how the input is split)."""
+    if rate_in == rate_out:
+        yield from blocks
+        return
+    stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
+    for block in blocks:
+        yield stream.resample_chunk(block, last=False)
+    yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
 def resampled_blocks(reader: AudioReader, rate_out: int) -> Iterator[np.ndarray]:
-    """The reader's blocks at rate_out, NaN/inf refused, split-independent (soxr stream)."""
-    stream = None if reader.rate == rate_out else soxr.ResampleStream(
-        reader.rate, rate_out, 1, dtype="float32", quality="HQ")
-    for block in reader.blocks():
-        if not np.all(np.isfinite(block)):
-            raise AudioError("audio contains NaN or infinite samples")
-        yield block if stream is None else stream.resample_chunk(block, last=False)
-    if stream is not None:
-        yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+    """The reader's blocks at rate_out; NaN/inf refused."""
+    def checked():
+        for block in reader.blocks():
+            if not np.all(np.isfinite(block)):
+                raise AudioError("audio contains NaN or infinite samples")
+            yield block
+    return resample_stream(checked(), reader.rate, rate_out)
 
 
 class WavWriter:

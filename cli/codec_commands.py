@@ -5,8 +5,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
-import soxr
 from rich.text import Text
 
 from .files import (STDIO, JobError, interrupts_as_keyboard_interrupt, open_input, output_file,
@@ -141,7 +139,7 @@ def decode(source, target, weights, rate, raw, ignore_crc, erasures, device, for
     """
     codec = load(weights, None, device)
     from claricodec.bitstream import FormatError
-    from claricodec.stream_io import WavWriter
+    from claricodec.stream_io import WavWriter, resample_stream
     lost = parse_frame_list(erasures)
     sample_rate = codec.mode.sample_rate
     out_rate = rate or sample_rate
@@ -152,18 +150,14 @@ def decode(source, target, weights, rate, raw, ignore_crc, erasures, device, for
             with open_input(job.source) as src:
                 header, chunks = codec.open_stream(src, raw=raw, tolerate_crc_errors=ignore_crc)
                 length = round(header.num_samples * out_rate / sample_rate) or None
-                resample = soxr.ResampleStream(sample_rate, out_rate, 1, dtype="float32") \
-                    if out_rate != sample_rate else None
+                blocks = codec.decode_blocks(header, chunks, lost)
+                if single:
+                    blocks = track_audio(blocks, header.num_samples / sample_rate, sample_rate,
+                                         "decoding")
                 with output_file(job.target) as out:
                     wav = WavWriter(out, out_rate, length)
-                    blocks = codec.decode_blocks(header, chunks, lost)
-                    if single:
-                        blocks = track_audio(blocks, header.num_samples / sample_rate,
-                                             sample_rate, "decoding")
-                    for audio in blocks:
-                        wav.write(resample.resample_chunk(audio) if resample else audio)
-                    if resample:
-                        wav.write(resample.resample_chunk(np.zeros(0, np.float32), last=True))
+                    for audio in resample_stream(blocks, sample_rate, out_rate):
+                        wav.write(audio)
                     wav.close()
         except FormatError as err:
             raise JobError(f"{name}: {err}") from None
