@@ -146,11 +146,11 @@ def corrupt_codes(codec: Codec, z: torch.Tensor, k: torch.Tensor, cfg: Stage1Con
         index = q.to_index(k)
         ber = rng.uniform(0, cfg.max_bit_error_rate)
         bits = codec.mode.bits_per_frame
-        flips = (torch.rand(*index.shape, bits) < ber).long()
-        mask = (flips * (2 ** torch.arange(bits))).sum(-1)
+        flips = (torch.rand(*index.shape, bits, device=index.device) < ber).long()
+        mask = (flips * (2 ** torch.arange(bits, device=index.device))).sum(-1)
         k_new = q.from_index(index ^ mask)
     else:  # dropped frames: repeat the previous frame's code, as the decoder conceals them
-        drop = torch.rand(k.shape[0], k.shape[2]) < rng.uniform(0, cfg.max_drop_rate)
+        drop = torch.rand(k.shape[0], k.shape[2], device=k.device) < rng.uniform(0, cfg.max_drop_rate)
         drop[:, 0] = False
         k_new = k.clone()
         for t in range(1, k.shape[2]):
@@ -163,7 +163,7 @@ def calibrate_temperature(quantizer, z: torch.Tensor, target: float) -> float:
     saved = quantizer.temperature.clone()
     lo, hi = math.log(1e-4), math.log(10.0)
     argmax = quantizer.argmax(z)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=z.device).manual_seed(0)
     for _ in range(20):
         mid = (lo + hi) / 2
         quantizer.temperature.fill_(math.exp(mid))
