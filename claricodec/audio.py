@@ -61,14 +61,3 @@ def load_audio(source: str | Path | BinaryIO | bytes, target_rate: int) -> np.nd
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioError(f"cannot read audio: {str(err).splitlines()[0] if str(err) else err}") from None
     return prepare(audio, rate, target_rate)
-
-
-def write_wav(target: str | Path | BinaryIO, audio: np.ndarray, sample_rate: int) -> None:
-    """16-bit PCM WAV; clipped, since a codec may overshoot full scale slightly."""
-    sf.write(target, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-
-
-def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
-    buf = io.BytesIO()
-    write_wav(buf, audio, sample_rate)
-    return buf.getvalue()

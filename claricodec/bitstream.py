@@ -302,7 +302,3 @@ def read_raw(data: bytes, mode_id: int) -> list[int]:
 
 def write_raw(indices: list[int], mode_id: int) -> bytes:
     return pack_frames(indices, get_mode(mode_id))
-
-
-def looks_like_cc(data: bytes) -> bool:
-    return data[:2] == MAGIC
