@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import BinaryIO
 
@@ -59,5 +60,12 @@ def load_audio(source: str | Path | BinaryIO | bytes, target_rate: int) -> np.nd
     try:
         audio, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(f"cannot read audio: {str(err).splitlines()[0] if str(err) else err}") from None
+        raise AudioError(f"cannot read audio: {libsndfile_message(err)}") from None
     return prepare(audio, rate, target_rate)
+
+
+def libsndfile_message(err: Exception) -> str:
+    """First line, without libsndfile's "Error opening '<path>': " (the caller names the
+    file, and for stdin the path is a temporary one)."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return re.sub(r"^Error opening .*?: ", "", text)

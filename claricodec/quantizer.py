@@ -53,17 +53,22 @@ class FSQPolicy(nn.Module):
         top = self._levels - 1
         return torch.minimum(torch.clamp(torch.floor(z + self._levels / 2), min=0), top).long()
 
+    def straight_through(self, z: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Decoder input for levels k, with gradients passed to z as if it were that level."""
+        value = z + (self.level_values(k) - z).detach()
+        return value / ((self._levels - 1) / 2)
+
     def quantize_ste(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rounded, straight-through: (decoder input in [-1, 1], level indices)."""
         k = self.argmax(z)
-        value = z + (self.level_values(k) - z).detach()
-        return value / ((self._levels - 1) / 2), k
+        return self.straight_through(z, k), k
 
-    def logits(self, z: torch.Tensor) -> torch.Tensor:
-        """[B, D, T] -> [B, D, T, L]. Assumes equal L for all dims (true for every mode)."""
+    def logits(self, z: torch.Tensor, temperature: float | torch.Tensor | None = None) -> torch.Tensor:
+        """[B, D, T] -> [B, D, T, L], at the policy's temperature unless another is given.
+        Assumes equal L for all dims (true for every mode)."""
         L = self.levels[0]
         centres = torch.arange(L, device=z.device, dtype=z.dtype) - (L - 1) / 2
-        return -(z.unsqueeze(-1) - centres) ** 2 / self.temperature
+        return -(z.unsqueeze(-1) - centres) ** 2 / (self.temperature if temperature is None else temperature)
 
     def distribution(self, z: torch.Tensor) -> torch.distributions.Categorical:
         return torch.distributions.Categorical(logits=self.logits(z))

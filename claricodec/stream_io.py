@@ -10,7 +10,6 @@ of the same audio give the same codes.
 """
 from __future__ import annotations
 
-import re
 import shutil
 import struct
 import tempfile
@@ -20,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .audio import AudioError
+from .audio import AudioError, libsndfile_message
 
 BLOCK = 1 << 16  # input frames per block
 
@@ -44,7 +43,7 @@ class SoundFileReader(AudioReader):
         except OSError as err:
             raise AudioError(f"cannot read ({err.strerror or err})") from None
         except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-            raise AudioError(f"cannot read audio: {_libsndfile_message(err)}") from None
+            raise AudioError(f"cannot read audio: {libsndfile_message(err)}") from None
         self.rate = self.file.samplerate
         self.seconds = self.file.frames / self.rate if self.file.frames > 0 else None
 
@@ -54,7 +53,7 @@ class SoundFileReader(AudioReader):
                 try:
                     block = self.file.read(BLOCK, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError) as err:
-                    raise AudioError(f"cannot read audio: {_libsndfile_message(err)}") from None
+                    raise AudioError(f"cannot read audio: {libsndfile_message(err)}") from None
                 if not len(block):
                     return
                 yield block.mean(axis=1)
@@ -206,10 +205,3 @@ class WavWriter:
             self.target.seek(0)
             self.target.write(self._header(2 * self.written))
         self.target.flush()
-
-
-def _libsndfile_message(err: Exception) -> str:
-    """First line, without libsndfile's "Error opening '<path>': " (the caller names the
-    file, and for stdin the path is a temporary one)."""
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return re.sub(r"^Error opening .*?: ", "", text)

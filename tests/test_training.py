@@ -15,6 +15,7 @@ import soundfile as sf
 import torch
 
 from claricodec.codec import CodecConfig
+from claricodec.quantizer import FSQPolicy
 from claricodec.train.stage1 import Stage1Config, Stage1Trainer, code_usage_loss
 from claricodec.train.stage2 import (Stage2Config, Stage2Trainer, categorical_kl,
                                      group_advantages, policy_loss)
@@ -45,8 +46,9 @@ def test_usage_loss_is_zero_when_levels_are_used_evenly_and_large_when_collapsed
     even = torch.tensor([-1.5, -0.5, 0.5, 1.5]).repeat(4, 25).view(1, 4, 100)
     mask = torch.ones(1, 100, dtype=torch.bool)
     collapsed = torch.full((1, 4, 100), -1.9)
-    assert code_usage_loss(even, mask, 4, sharpness=0.05) < 0.01
-    assert code_usage_loss(collapsed, mask, 4) > 4.0
+    q = FSQPolicy((4, 4, 4, 4))
+    assert code_usage_loss(q, even, mask, sharpness=0.05) < 0.01
+    assert code_usage_loss(q, collapsed, mask) > 4.0
 
 
 def test_stage1_steps_resume_warmstart_and_export(cache, tmp_path):

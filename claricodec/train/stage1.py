@@ -174,20 +174,20 @@ def calibrate_temperature(quantizer, z: torch.Tensor, target: float) -> float:
     return math.exp((lo + hi) / 2)
 
 
-def code_usage_loss(z: torch.Tensor, mask: torch.Tensor, levels: int, sharpness: float = 0.5
+def code_usage_loss(quantizer, z: torch.Tensor, mask: torch.Tensor, sharpness: float = 0.5
                     ) -> torch.Tensor:
     """log(L) minus the entropy of each dimension's level usage over the batch, summed.
 
     Without it the encoder can drift into one corner of the code space (seen here within
     100 steps: every dimension pinned to its lowest level, tanh saturated, gradients gone).
-    Soft assignments make it differentiable; zero when every level is used equally.
+    Soft assignments (the policy's logits at temperature `sharpness`) make it
+    differentiable; zero when every level is used equally.
     """
-    centres = torch.arange(levels, device=z.device, dtype=z.dtype) - (levels - 1) / 2
-    soft = torch.softmax(-(z.unsqueeze(-1) - centres) ** 2 / sharpness, dim=-1)  # [B, D, T, L]
+    soft = torch.softmax(quantizer.logits(z, sharpness), dim=-1)  # [B, D, T, L]
     weights = mask[:, None, :, None].to(z.dtype)
     usage = (soft * weights).sum((0, 2)) / weights.sum((0, 2)).clamp(min=1)  # [D, L]
     entropy = -(usage * usage.clamp(min=1e-8).log()).sum(-1)
-    return (math.log(levels) - entropy).sum()
+    return (math.log(quantizer.levels[0]) - entropy).sum()
 
 
 def perplexity(index: torch.Tensor, size: int) -> float:
@@ -302,15 +302,13 @@ class Stage1Trainer:
         stats = {"ppl": perplexity(q.to_index(k), q.codebook_size)}
         distill, ctc = self.semantic_losses(codes, teacher, frames, texts)
         mask = frame_mask(frames, z.shape[-1]).to(self.device)
-        usage = code_usage_loss(z, mask, q.levels[0])
+        usage = code_usage_loss(q, z, mask)
         bound = F.relu(h.abs() - 1.5).pow(2).mean()
         dec_in = codes
         if self.rng.random() < cfg.channel_noise_share:
             k_noisy, kind = corrupt_codes(self.codec, z, k, cfg, self.rng)
             # Straight-through to the encoder as if the received level were its own.
-            level = q.level_values(k_noisy)
-            dec_in = (z + (level - z).detach()) / ((torch.tensor(q.levels, device=z.device)
-                                                     .view(1, -1, 1) - 1) / 2)
+            dec_in = q.straight_through(z, k_noisy)
             stats["noise"] = kind
         fake = self.codec.decoder(dec_in)
         mel = self.mel_loss(fake, audio)

@@ -65,12 +65,6 @@ def categorical_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tens
     return (logp.exp() * (logp - logq)).sum(-1)
 
 
-def frame_log_probs(quantizer, z: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """[G, D, T] level indices -> [G, T] log-probability of each frame (dims summed)."""
-    logp = quantizer.logits(z).log_softmax(-1)
-    return logp.gather(-1, k.unsqueeze(-1)).squeeze(-1).sum(1)
-
-
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                 clip_eps: float) -> torch.Tensor:
     """PPO-clipped surrogate per frame, averaged over frames and the group."""
@@ -131,15 +125,14 @@ class Stage2Trainer:
         with torch.no_grad():
             z_ref = q.bound(self.reference(audio))
             zg = z.detach().expand(cfg.group_size, -1, -1)
-            k, _ = q.sample(zg)
-            old_logp = frame_log_probs(q, zg, k)
+            k, old_logp = q.sample(zg)  # [G, D, T] levels, [G, T] log-probability per frame
             decoded = self.codec.decoder(q.scaled(k)).cpu().numpy()
         hyps = self.asr.texts(list(decoded), self.reward_options)
         reference = self.reference_text(i)
         rewards = torch.tensor([1.0 - self.error_rate(reference, h) for h in hyps])
         advantages = torch.zeros_like(rewards) if cfg.control else group_advantages(rewards)
 
-        logp = frame_log_probs(q, z.expand(cfg.group_size, -1, -1), k)
+        logp = q.log_prob(z.expand(cfg.group_size, -1, -1), k)
         pg = policy_loss(logp, old_logp, advantages.to(self.device), cfg.clip_eps)
         kl = categorical_kl(q.logits(z), q.logits(z_ref)).sum(1).mean()
         codes, _ = q.quantize_ste(z)
