@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import soxr
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = ROOT.parent / "shared" / "corpus" / "dev" / "manifest.jsonl"
@@ -64,12 +62,6 @@ def error_rng(seed: int, utterance: str, ber: float, codec: str) -> np.random.Ge
     return np.random.default_rng(int.from_bytes(key[:8], "big"))
 
 
-def _run(cmd: list[str]) -> None:
-    done = subprocess.run(cmd, capture_output=True)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.decode(errors='replace').strip()}")
-
-
 class ClariCodecChannel:
     name = "ClariCodec"
     bits_per_frame, bytes_per_frame = 8, 1
@@ -88,23 +80,20 @@ class ClariCodecChannel:
 
 
 class Codec2Channel:
+    """Codec2 700C through the same runner as bench/peers.py (raw 8 kHz s16le, c2enc/c2dec)."""
     name = "Codec2 700C"
     bits_per_frame, bytes_per_frame = 28, 4  # 40 ms frames
     nominal_bps = 700.0
 
+    def __init__(self):
+        from peers import Codec2System  # bench/ is on sys.path when this runs as a script
+        self.runner = Codec2System("700C")
+
     def encode(self, audio: np.ndarray, workdir: Path, stem: str) -> bytes:
-        raw, bits = workdir / f"{stem}.raw", workdir / f"{stem}.bit"
-        pcm8 = soxr.resample(audio, RATE, 8000, quality="HQ")
-        raw.write_bytes(np.clip(np.round(pcm8 * 32767), -32768, 32767).astype("<i2").tobytes())
-        _run(["c2enc", "700C", str(raw), str(bits)])
-        return bits.read_bytes()
+        return self.runner.encode_bits(audio, workdir, stem)
 
     def decode(self, payload: bytes, workdir: Path, stem: str) -> np.ndarray:
-        bits, out = workdir / f"{stem}.damaged.bit", workdir / f"{stem}.out.raw"
-        bits.write_bytes(payload)
-        _run(["c2dec", "700C", str(bits), str(out)])
-        decoded = np.frombuffer(out.read_bytes(), dtype="<i2").astype(np.float32) / 32768
-        return soxr.resample(decoded, 8000, RATE, quality="HQ").astype(np.float32)
+        return self.runner.decode_bits(payload, workdir, stem)
 
 
 def markdown(bers, channels, wer, cer, seconds, payload_bytes, flipped, total_bits, uncoded,

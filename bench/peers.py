@@ -47,20 +47,32 @@ class Codec2System:
         self.mode, self.name = mode, f"codec2-{mode.lower()}"
         self.nominal_bps = float(mode.rstrip("C"))
 
-    def code(self, audio: np.ndarray, workdir: Path, stem: str):
-        from claricodec.evaluate import Coded
-        raw, bits, out = (workdir / f"{stem}.{self.name}.{ext}" for ext in ("raw", "bit", "out.raw"))
-        start = time.perf_counter()
+    def encode_bits(self, audio: np.ndarray, workdir: Path, stem: str) -> bytes:
+        """16 kHz audio -> the raw Codec2 bit file's bytes."""
+        raw, bits = workdir / f"{stem}.{self.name}.raw", workdir / f"{stem}.{self.name}.bit"
         pcm8 = soxr.resample(audio, RATE, 8000, quality="HQ")
         raw.write_bytes(np.clip(np.round(pcm8 * 32767), -32768, 32767).astype("<i2").tobytes())
         _run(["c2enc", self.mode, str(raw), str(bits)])
-        middle = time.perf_counter()
+        raw.unlink()  # keep only the coded file: a full run is 100s of MB of PCM
+        return bits.read_bytes()
+
+    def decode_bits(self, payload: bytes, workdir: Path, stem: str) -> np.ndarray:
+        """Codec2 bit file bytes -> 16 kHz audio."""
+        bits, out = workdir / f"{stem}.{self.name}.in.bit", workdir / f"{stem}.{self.name}.out.raw"
+        bits.write_bytes(payload)
         _run(["c2dec", self.mode, str(bits), str(out)])
         decoded = np.frombuffer(out.read_bytes(), dtype="<i2").astype(np.float32) / 32768
-        decoded = soxr.resample(decoded, 8000, RATE, quality="HQ").astype(np.float32)
+        bits.unlink(), out.unlink()
+        return soxr.resample(decoded, 8000, RATE, quality="HQ").astype(np.float32)
+
+    def code(self, audio: np.ndarray, workdir: Path, stem: str):
+        from claricodec.evaluate import Coded
+        start = time.perf_counter()
+        payload = self.encode_bits(audio, workdir, stem)
+        middle = time.perf_counter()
+        decoded = self.decode_bits(payload, workdir, stem)
         end = time.perf_counter()
-        raw.unlink(), out.unlink()  # keep only the coded file: a full run is 100s of MB of PCM
-        return Coded(decoded, bits.stat().st_size, middle - start, end - middle)
+        return Coded(decoded, len(payload), middle - start, end - middle)
 
 
 class OpusSystem:
