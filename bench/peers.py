@@ -98,6 +98,9 @@ class OpusSystem:
         return Coded(decoded, opus.stat().st_size, middle - start, end - middle)
 
 
+SYSTEMS = ("claricodec", "codec2-450", "codec2-700c", "codec2-1200", "opus-6k")
+
+
 def markdown(summary: dict, systems: list, asr_note: str) -> str:
     """The overall figures as a Markdown table."""
     def pct(v):
@@ -107,6 +110,7 @@ def markdown(summary: dict, systems: list, asr_note: str) -> str:
         return "-" if v is None else f"{v:.0f}x"
 
     entry = summary["all"]
+    label = {"decoded": "ClariCodec"}
     lines = [f"{entry['utterances']} utterances, {entry['seconds'] / 60:.1f} min of speech; "
              f"{asr_note}.", "",
              "| system | nominal bit/s | actual bit/s (file sizes) | WER % | ΔWER vs uncoded [95% CI] "
@@ -119,10 +123,21 @@ def markdown(summary: dict, systems: list, asr_note: str) -> str:
         low, high = s["delta_wer_ci95"]
         delta = "-" if s["delta_wer"] is None else \
             f"{100 * s['delta_wer']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
-        label = {"decoded": "ClariCodec"}.get(system.name, system.name)
-        lines.append(f"| {label} | {system.nominal_bps:g} | {s['bps']:.0f} | {pct(s['wer'])} "
+        lines.append(f"| {label.get(system.name, system.name)} | {system.nominal_bps:g} "
+                     f"| {s['bps']:.0f} | {pct(s['wer'])} "
                      f"| {delta} | {pct(s['cer'])} | {speed(s['encode_x_realtime'])} "
                      f"| {speed(s['decode_x_realtime'])} |")
+    sources = [group for group in summary if group != "all"]
+    if len(sources) > 1:  # the same systems, WER / CER per corpus source
+        names = ["original"] + [system.name for system in systems]
+        lines += ["", "WER % / CER % per source:", "",
+                  "| source | utterances | " + " | ".join(
+                      "uncoded" if n == "original" else label.get(n, n) for n in names) + " |",
+                  "|---|---:|" + "---:|" * len(names)]
+        for group in sources:
+            g = summary[group]
+            cells = [f"{pct(g['systems'][n]['wer'])} / {pct(g['systems'][n]['cer'])}" for n in names]
+            lines.append(f"| {group} | {g['utterances']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -141,7 +156,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for codec and ASR")
     parser.add_argument("--weights", default=None, help="ClariCodec weights directory")
     parser.add_argument("--encoder", default=None, help="ClariCodec encoder (stage1, rl, file)")
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help=f"comma-separated subset of {','.join(SYSTEMS)}")
     args = parser.parse_args()
+    chosen = [name.strip().lower() for name in args.systems.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(SYSTEMS))
+    if unknown or not chosen:
+        sys.exit(f"peers.py: unknown system(s) {', '.join(unknown) or '(none given)'}; "
+                 f"choose from {','.join(SYSTEMS)}")
 
     for tool in ("c2enc", "c2dec", "opusenc", "opusdec"):
         if shutil.which(tool) is None:
@@ -167,8 +189,10 @@ def main() -> None:
     if codec.info.get("status") != "trained":
         print(f"note: ClariCodec weights status is {codec.info.get('status')!r}, not a finished "
               "codec", file=sys.stderr)
-    systems = [ClariCodecSystem(codec), Codec2System("450"), Codec2System("700C"),
-               Codec2System("1200"), OpusSystem(6)]
+    make = {"claricodec": lambda: ClariCodecSystem(codec), "codec2-450": lambda: Codec2System("450"),
+            "codec2-700c": lambda: Codec2System("700C"), "codec2-1200": lambda: Codec2System("1200"),
+            "opus-6k": lambda: OpusSystem(6)}
+    systems = [make[name]() for name in SYSTEMS if name in chosen]
     options = replace(EVAL, beam_size=args.beam_size, window_seconds=args.window or None)
     done = [0]
 

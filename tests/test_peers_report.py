@@ -1,0 +1,44 @@
+"""bench/peers.py's report: system choice and the per-source table."""
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+from claricodec.evaluate import Result, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_peers():
+    spec = importlib.util.spec_from_file_location("peers", ROOT / "bench" / "peers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def result(uid, source, reference, original, decoded):
+    return Result(id=uid, source=source, seconds=2.0, reference=reference, reference_kind="transcript",
+                  hyps={"original": original, "decoded": decoded}, bytes={"decoded": 60},
+                  encode_s={"decoded": 0.01}, decode_s={"decoded": 0.01})
+
+
+def test_markdown_has_overall_and_per_source_rows():
+    peers = load_peers()
+
+    class System:
+        name, nominal_bps = "decoded", 200
+
+    results = [result("a", "an4", "ONE TWO", "one two", "one"),
+               result("b", "so762", "IT IS NOT FISH", "it is not fish", "it is not fish")]
+    text = peers.markdown(summarize(results, ["decoded"], {"decoded": 200}, resamples=20),
+                          [System()], "note")
+    assert "| ClariCodec | 200 | 240 | 16.7 |" in text  # 1 error in 6 words; 120 B in 4 s
+    assert "| an4 | 1 | 0.0 / 0.0 | 50.0 / 66.7 |" in text  # CER as evaluate.count_errors counts it
+    assert "| so762 | 1 | 0.0 / 0.0 | 0.0 / 0.0 |" in text
+
+
+def test_unknown_system_is_refused_before_any_work():
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "peers.py"), "--systems", "claricodec,mp3"],
+                         capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "unknown system(s) mp3" in run.stderr
