@@ -112,6 +112,7 @@ def export(run_dir, warmstart, cache, out):
         trainer.load_warmstart(warmstart)
     elif not trainer.resume():
         fail(f"no training state in {trainer.run_dir}")
+    trainer.adopt_ema()  # ship the averaged weights
     temperature = trainer.calibrate()
     index_path = _cache_dir(cache, "train") / "index.json"
     info = {"stage": 1, "steps": trainer.step, "wall_hours": round(trainer.wall / 3600, 2),

@@ -64,11 +64,18 @@ def test_stage1_steps_resume_warmstart_and_export(cache, tmp_path):
     assert "adv" in lines[2] and "adv" not in lines[0]  # discriminators joined at gan_start
     assert trainer.step == 3 and (tmp_path / "ws.safetensors").exists()
     assert any(not torch.equal(before[k], v) for k, v in trainer.codec.state_dict().items())
+    average = trainer.ema.state_dict()
+    assert any(not torch.equal(average[k], v) for k, v in trainer.codec.state_dict().items())
     again = make()
     assert again.resume() and again.step == 3
+    assert all(torch.equal(average[k], v) for k, v in again.ema.state_dict().items())
     warm = make()
     warm.load_warmstart(tmp_path / "ws.safetensors")
     assert warm.step == 3  # run() writes a last warm-start when it stops
+    for k, v in warm.codec.state_dict().items():  # the warm-start holds the average, in fp16
+        assert torch.allclose(v, average[k].half().float())
+    again.adopt_ema()
+    assert all(torch.equal(average[k], v) for k, v in again.codec.state_dict().items())
     temperature = again.calibrate(batches=2)
     assert 0 < temperature < 10
     export_weights(again.codec, tmp_path / "weights", {"steps": again.step})

@@ -11,6 +11,7 @@ fp16 warm-start (generator + discriminators) goes to --warmstart, for a new mach
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -57,6 +58,7 @@ class Stage1Config:
     val_every: int = 250
     save_every: int = 100
     warmstart_every: int = 1000
+    ema_decay: float = 0.999  # validated, warm-started and shipped weights average ~1000 steps
     seed: int = 0
 
 
@@ -205,6 +207,9 @@ class Stage1Trainer:
         torch.manual_seed(cfg.seed)
         self.rng = random.Random(cfg.seed)
         self.codec = Codec(codec_cfg).to(self.device)
+        # Exponential moving average of the generator: at a high learning rate the raw
+        # weights jitter from step to step; their average is what gets validated and shipped.
+        self.ema = copy.deepcopy(self.codec).requires_grad_(False).eval()
         self.heads = SemanticHeads(len(self.codec.mode.levels)).to(self.device)
         self.disc = Discriminators().to(self.device)
         self.mel_loss = MultiScaleMelLoss().to(self.device)
@@ -222,7 +227,7 @@ class Stage1Trainer:
     # --- state -------------------------------------------------------------------------
 
     def state(self) -> dict:
-        return {"codec": self.codec.state_dict(), "heads": self.heads.state_dict(),
+        return {"codec": self.codec.state_dict(), "ema": self.ema.state_dict(), "heads": self.heads.state_dict(),
                 "disc": self.disc.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "step": self.step, "epoch": self.epoch,
                 "wall": self.wall, "best_val": self.best_val, "pending": self.pending,
@@ -239,6 +244,8 @@ class Stage1Trainer:
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
         self.codec.load_state_dict(state["codec"])
+        # States from before the average existed start it at the current weights.
+        self.ema.load_state_dict(state.get("ema", state["codec"]))
         self.heads.load_state_dict(state["heads"])
         self.disc.load_state_dict(state["disc"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -255,13 +262,16 @@ class Stage1Trainer:
         for prefix, module in (("codec.", self.codec), ("heads.", self.heads), ("disc.", self.disc)):
             sub = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
             module.load_state_dict(sub, strict=True)
+        self.ema.load_state_dict(self.codec.state_dict())
         meta = json.loads(tensors_metadata(path).get("training", "{}"))
         self.step, self.wall = meta.get("step", 0), meta.get("wall", 0.0)
 
     def write_warmstart(self) -> None:
+        """fp16 averaged generator (as "codec."), heads and discriminators; no optimiser state.
+        Only the average is kept so the file stays near the 25 MB git budget."""
         from safetensors.torch import save_file
         tensors = {}
-        for prefix, module in (("codec.", self.codec), ("heads.", self.heads), ("disc.", self.disc)):
+        for prefix, module in (("codec.", self.ema), ("heads.", self.heads), ("disc.", self.disc)):
             for k, v in module.state_dict().items():
                 tensors[prefix + k] = v.detach().to("cpu", torch.float16).contiguous()
         meta = {"training": json.dumps({"step": self.step, "wall": self.wall}),
@@ -344,8 +354,20 @@ class Stage1Trainer:
         for group in self.opt_g.param_groups + self.opt_d.param_groups:
             group["lr"] = self.lr_at(self.step)
         self.opt_g.step()
+        self.update_ema()
         stats.update(loss=loss.item(), grad=float(grad))
         return stats
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        for average, param in zip(self.ema.parameters(), self.codec.parameters()):
+            average.lerp_(param, 1.0 - self.cfg.ema_decay)
+        for average, buffer in zip(self.ema.buffers(), self.codec.buffers()):
+            average.copy_(buffer)
+
+    def adopt_ema(self) -> None:
+        """Make the averaged weights the codec's (before calibration and export)."""
+        self.codec.load_state_dict(self.ema.state_dict())
 
     def lr_at(self, step: int) -> float:
         warmup = 500
@@ -358,27 +380,27 @@ class Stage1Trainer:
 
     @torch.no_grad()
     def validate(self, count: int = 48) -> dict:
+        """Mel loss, distillation loss and code perplexity of the averaged weights on dev."""
         if self.dev is None:
             return {}
-        self.codec.eval()
+        model = self.ema
         ids = list(range(0, len(self.dev.index), max(1, len(self.dev.index) // count)))[:count]
         rng = random.Random(1)
         mel_total, distill_total, all_index = 0.0, 0.0, []
         for i in range(0, len(ids), 8):
             audio, teacher, frames, texts = self.dev.load(ids[i:i + 8], 8.0, rng, (0.0, 0.0))
             audio, teacher = audio.to(self.device), teacher.to(self.device)
-            z = self.codec.quantizer.bound(self.codec.encoder(audio))
-            codes, k = self.codec.quantizer.quantize_ste(z)
-            fake = self.codec.decoder(codes)
+            z = model.quantizer.bound(model.encoder(audio))
+            codes, k = model.quantizer.quantize_ste(z)
+            fake = model.decoder(codes)
             mel_total += self.mel_loss(fake, audio).item() * len(frames)
             distill, _ = self.semantic_losses(codes, teacher, frames, [None] * len(frames))
             distill_total += distill.item() * len(frames)
             mask = frame_mask(frames, k.shape[-1])
-            all_index.append(self.codec.quantizer.to_index(k)[mask.to(k.device)])
-        self.codec.train()
+            all_index.append(model.quantizer.to_index(k)[mask.to(k.device)])
         index = torch.cat(all_index)
         return {"val_mel": mel_total / len(ids), "val_distill": distill_total / len(ids),
-                "val_ppl": perplexity(index, self.codec.quantizer.codebook_size)}
+                "val_ppl": perplexity(index, model.quantizer.codebook_size)}
 
     # --- loop ------------------------------------------------------------------------------
 
