@@ -47,6 +47,7 @@ class Stage1Config:
     usage_weight: float = 1.0  # keeps every level of every FSQ dimension in use
     bound_weight: float = 0.1  # keeps encoder pre-activations off the flat part of tanh
     gan_start: int = 24_000  # step at which the discriminators join
+    disc_lr_floor: float = 1.5e-4
     adv_weight: float = 1.0
     fm_weight: float = 2.0
     gan_crop_seconds: float = 1.0
@@ -351,8 +352,12 @@ class Stage1Trainer:
         loss.backward()
         grad = torch.nn.utils.clip_grad_norm_(
             list(self.codec.parameters()) + list(self.heads.parameters()), 1000.0)
-        for group in self.opt_g.param_groups + self.opt_d.param_groups:
+        for group in self.opt_g.param_groups:
             group["lr"] = self.lr_at(self.step)
+        for group in self.opt_d.param_groups:
+            # The discriminators start from scratch late in the schedule: a floor keeps
+            # them learning fast enough to be worth their cost.
+            group["lr"] = max(self.lr_at(self.step), cfg.disc_lr_floor)
         self.opt_g.step()
         self.update_ema()
         stats.update(loss=loss.item(), grad=float(grad))
