@@ -107,7 +107,7 @@ class ClariCodec:
         """Chunks from open_stream -> 16 kHz float32 audio blocks, trimmed to the header's
         length. `erasures` are frame numbers to conceal (e.g. known lost on the link)."""
         decoder = WindowedDecoder(self.model)
-        erased_set = set(erasures)
+        erased_frames = np.unique(np.fromiter(erasures, dtype=np.int64))  # sorted
         position, remaining = 0, header.num_samples or None
 
         def trim(audio):
@@ -120,8 +120,9 @@ class ClariCodec:
 
         for indices, bad in chunks:
             erased = np.zeros(len(indices), bool)
-            for frame in set(bad) | {f for f in erased_set if position <= f < position + len(indices)}:
-                erased[frame - position] = True
+            first, last = np.searchsorted(erased_frames, [position, position + len(indices)])
+            erased[erased_frames[first:last] - position] = True
+            erased[np.asarray(bad, dtype=np.int64) - position] = True  # failed block CRCs
             position += len(indices)
             yield trim(decoder.push(indices, erased))
         yield trim(decoder.finish())
