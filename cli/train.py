@@ -55,8 +55,10 @@ def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: 
 @click.option("--resume/--fresh", default=True, show_default=True,
               help="Continue from --run-dir state, else from --warmstart if present.")
 @click.option("--until", type=int, default=None, help="Stop after this many steps in total.")
-@click.option("--steps", type=int, default=None, help="Schedule length (learning-rate decay).")
-@click.option("--gan-start", type=int, default=None, help="Step at which the discriminators join.")
+@click.option("--steps", type=int, default=None,
+              help="Schedule length (learning-rate decay). Default: the resumed run's, else 40000.")
+@click.option("--gan-start", type=int, default=None,
+              help="Step at which the discriminators join. Default: the resumed run's, else 24000.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, threads, device):
@@ -67,13 +69,8 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, threads, 
     from .ui import pick_device
 
     torch.set_num_threads(threads)
-    cfg = Stage1Config()
-    if steps:
-        cfg.steps = steps
-    if gan_start is not None:
-        cfg.gan_start = gan_start
     dev_dir = _cache_dir(cache, "dev")
-    trainer = Stage1Trainer(CodecConfig(), cfg, _cache_dir(cache, "train"),
+    trainer = Stage1Trainer(CodecConfig(), Stage1Config(), _cache_dir(cache, "train"),
                             dev_dir if dev_dir.exists() else None, run_dir or default_run_dir(),
                             pick_device(device), warmstart, log=console.print)
     if resume and trainer.resume():
@@ -81,6 +78,12 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, threads, 
     elif resume and warmstart and warmstart.exists():
         trainer.load_warmstart(warmstart)
         console.print(f"warm-started from {warmstart} at step {trainer.step}")
+    # A resumed run keeps its own schedule unless these flags change it.
+    cfg = trainer.cfg
+    if steps:
+        cfg.steps = steps
+    if gan_start is not None:
+        cfg.gan_start = gan_start
     target = min(until or cfg.steps, cfg.steps)
     with progress_bar() as bar:
         task = bar.add_task("stage 1", total=target, completed=trainer.step)

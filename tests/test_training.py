@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,8 @@ def test_stage1_steps_resume_warmstart_and_export(cache, tmp_path):
     before = {k: v.clone() for k, v in trainer.codec.state_dict().items()}
     trainer.run(until_step=3)
     lines = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    assert lines[0] == {"step": 0, "config": asdict(cfg)}  # the schedule in force
+    lines = lines[1:]
     assert [line["step"] for line in lines] == [1, 2, 3]
     assert "adv" in lines[2] and "adv" not in lines[0]  # discriminators joined at gan_start
     assert trainer.step == 3 and (tmp_path / "ws.safetensors").exists()
@@ -68,6 +71,14 @@ def test_stage1_steps_resume_warmstart_and_export(cache, tmp_path):
     assert any(not torch.equal(average[k], v) for k, v in trainer.codec.state_dict().items())
     again = make()
     assert again.resume() and again.step == 3
+    # A resumed or warm-started run keeps its own schedule, not the defaults.
+    plain = lambda: Stage1Trainer(CodecConfig(**TINY.to_dict()), Stage1Config(),  # noqa: E731
+                                  cache, cache, tmp_path / "run")
+    resumed, warm_started = plain(), plain()
+    assert resumed.resume()
+    warm_started.load_warmstart(tmp_path / "ws.safetensors")
+    for trainer_ in (resumed, warm_started):
+        assert (trainer_.cfg.steps, trainer_.cfg.gan_start) == (4, 2)
     assert all(torch.equal(average[k], v) for k, v in again.ema.state_dict().items())
     warm = make()
     warm.load_warmstart(tmp_path / "ws.safetensors")

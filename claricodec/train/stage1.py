@@ -16,7 +16,7 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -232,7 +232,8 @@ class Stage1Trainer:
                 "disc": self.disc.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "step": self.step, "epoch": self.epoch,
                 "wall": self.wall, "best_val": self.best_val, "pending": self.pending,
-                "rng": self.rng.getstate(), "torch_rng": torch.get_rng_state()}
+                "rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(),
+                "config": asdict(self.cfg)}
 
     def save(self) -> None:
         tmp = self.run_dir / "state.pt.tmp"
@@ -255,7 +256,12 @@ class Stage1Trainer:
         self.best_val, self.pending = state["best_val"], state["pending"]
         self.rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
+        self.restore_config(state.get("config", {}))
         return True
+
+    def restore_config(self, saved: dict) -> None:
+        """The run's own hyper-parameters (schedule included) come back with its state."""
+        self.cfg = replace(self.cfg, **{k: v for k, v in saved.items() if k in asdict(self.cfg)})
 
     def load_warmstart(self, path: Path) -> None:
         from safetensors.torch import load_file
@@ -266,6 +272,7 @@ class Stage1Trainer:
         self.ema.load_state_dict(self.codec.state_dict())
         meta = json.loads(tensors_metadata(path).get("training", "{}"))
         self.step, self.wall = meta.get("step", 0), meta.get("wall", 0.0)
+        self.restore_config(meta.get("config", {}))
 
     def write_warmstart(self) -> None:
         """fp16 averaged generator (as "codec."), heads and discriminators; no optimiser state.
@@ -275,7 +282,8 @@ class Stage1Trainer:
         for prefix, module in (("codec.", self.ema), ("heads.", self.heads), ("disc.", self.disc)):
             for k, v in module.state_dict().items():
                 tensors[prefix + k] = v.detach().to("cpu", torch.float16).contiguous()
-        meta = {"training": json.dumps({"step": self.step, "wall": self.wall}),
+        meta = {"training": json.dumps({"step": self.step, "wall": self.wall,
+                                        "config": asdict(self.cfg)}),
                 "codec_config": json.dumps(self.codec.config.to_dict())}
         self.warmstart_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.warmstart_path.with_suffix(".tmp")
@@ -412,6 +420,8 @@ class Stage1Trainer:
     def run(self, until_step: int | None = None, progress=None) -> None:
         until = min(until_step or self.cfg.steps, self.cfg.steps)
         log_path = self.run_dir / "train.log"
+        with open(log_path, "a") as f:  # the schedule in force from here on
+            f.write(json.dumps({"step": self.step, "config": asdict(self.cfg)}) + "\n")
         recent: dict[str, list[float]] = {}
         while self.step < until:
             if not self.pending:
