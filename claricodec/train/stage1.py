@@ -228,10 +228,11 @@ class Stage1Trainer:
     # --- state -------------------------------------------------------------------------
 
     def state(self) -> dict:
-        return {"codec": self.codec.state_dict(), "ema": self.ema.state_dict(), "heads": self.heads.state_dict(),
-                "disc": self.disc.state_dict(), "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(), "step": self.step, "epoch": self.epoch,
-                "wall": self.wall, "best_val": self.best_val, "pending": self.pending,
+        return {"codec": self.codec.state_dict(), "ema": self.ema.state_dict(),
+                "heads": self.heads.state_dict(), "disc": self.disc.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "step": self.step, "epoch": self.epoch, "wall": self.wall,
+                "best_val": self.best_val, "pending": self.pending,
                 "rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(),
                 "config": asdict(self.cfg)}
 
