@@ -62,8 +62,9 @@ def test_stage1_steps_resume_warmstart_and_export(cache, tmp_path):
     trainer.run(until_step=3)
     lines = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
     assert lines[0] == {"step": 0, "config": asdict(cfg)}  # the schedule in force
-    lines = lines[1:]
+    lines, validation = lines[1:4], lines[4]
     assert [line["step"] for line in lines] == [1, 2, 3]
+    assert validation["step"] == 3 and "score" in validation  # run() validates when it stops
     assert "adv" in lines[2] and "adv" not in lines[0]  # discriminators joined at gan_start
     assert trainer.step == 3 and (tmp_path / "ws.safetensors").exists()
     assert any(not torch.equal(before[k], v) for k, v in trainer.codec.state_dict().items())
@@ -82,7 +83,7 @@ def test_stage1_steps_resume_warmstart_and_export(cache, tmp_path):
     assert all(torch.equal(average[k], v) for k, v in again.ema.state_dict().items())
     warm = make()
     warm.load_warmstart(tmp_path / "ws.safetensors")
-    assert warm.step == 3  # run() writes a last warm-start when it stops
+    assert warm.step == 3  # the first validation is always an improvement
     for k, v in warm.codec.state_dict().items():  # the warm-start holds the average, in fp16
         assert torch.allclose(v, average[k].half().float())
     again.adopt_ema()
@@ -92,6 +93,24 @@ def test_stage1_steps_resume_warmstart_and_export(cache, tmp_path):
     export_weights(again.codec, tmp_path / "weights", {"steps": again.step})
     codec, info = load_codec(tmp_path / "weights")
     assert abs(codec.quantizer.temperature.item() - temperature) < 1e-6
+
+
+def test_warmstart_is_replaced_only_when_validation_improves(cache, tmp_path, monkeypatch):
+    cfg = Stage1Config(steps=5, gan_start=10, batch_seconds=4.0, max_seconds=2.0, val_every=1,
+                       save_every=100, log_every=100)
+    trainer = Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, cache, tmp_path / "run",
+                            warmstart=tmp_path / "ws.safetensors")
+    scores = iter([(1.0, 0.5), (0.9, 0.5), (0.5, 0.2), (0.6, 0.3), (0.2, 0.5)])
+    monkeypatch.setattr(trainer, "validate", lambda: dict(zip(("val_mel", "val_distill"),
+                                                              next(scores))))
+    written = []
+    monkeypatch.setattr(trainer, "write_warmstart", lambda: written.append(trainer.step))
+    trainer.run()
+    # Scores (mel + 3 x distill): 2.5, 2.4, 1.1, 1.5, 1.7.
+    assert written == [1, 2, 3]
+    assert trainer.best_score == pytest.approx(1.1)
+    resumed = Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, cache, tmp_path / "run")
+    assert resumed.resume() and resumed.best_score == pytest.approx(1.1)
 
 
 class FakeASR:

@@ -7,7 +7,8 @@ of batches feeds the decoder policy samples, bit-flipped indices or dropped (rep
 frames, so the frozen decoder tolerates what stage 2 and the channel do to the codes.
 
 Full resume state (optimisers, RNG) lives in --run-dir outside the work tree; a compact
-fp16 warm-start (generator + discriminators) goes to --warmstart, for a new machine.
+fp16 warm-start (generator + discriminators) goes to --warmstart, for a new machine,
+each time the dev validation score improves (every warmstart_every steps without a dev set).
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ class Stage1Config:
     log_every: int = 50
     val_every: int = 250
     save_every: int = 100
-    warmstart_every: int = 1000
+    warmstart_every: int = 1000  # only used without a dev set; else on every improvement
     ema_decay: float = 0.999  # validated, warm-started and shipped weights average ~1000 steps
     seed: int = 0
 
@@ -221,7 +222,7 @@ class Stage1Trainer:
         self.train = Corpus(train_dir)
         self.dev = Corpus(dev_dir) if dev_dir else None
         self.step, self.epoch, self.wall = 0, 0, 0.0
-        self.best_val = float("inf")
+        self.best_score = float("inf")  # lowest validation score so far: gates the warm-start
         self.pending: list[list[int]] = []
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -232,7 +233,7 @@ class Stage1Trainer:
                 "heads": self.heads.state_dict(), "disc": self.disc.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "step": self.step, "epoch": self.epoch, "wall": self.wall,
-                "best_val": self.best_val, "pending": self.pending,
+                "best_score": self.best_score, "pending": self.pending,
                 "rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(),
                 "config": asdict(self.cfg)}
 
@@ -254,7 +255,9 @@ class Stage1Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step, self.epoch, self.wall = state["step"], state["epoch"], state["wall"]
-        self.best_val, self.pending = state["best_val"], state["pending"]
+        # States from before the score existed tracked mel only: start the gate afresh.
+        self.best_score = state.get("best_score", float("inf"))
+        self.pending = state["pending"]
         self.rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         self.restore_config(state.get("config", {}))
@@ -447,20 +450,37 @@ class Stage1Trainer:
                 with open(log_path, "a") as f:
                     f.write(json.dumps(line) + "\n")
             if self.step % self.cfg.val_every == 0:
-                val = self.validate()
-                if val:
-                    with open(log_path, "a") as f:
-                        f.write(json.dumps({"step": self.step, **val}) + "\n")
-                    self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
-                    if self.warmstart_path and val["val_mel"] < self.best_val:
-                        self.best_val = val["val_mel"]
+                self.validate_and_keep_best(log_path)
             if self.step % self.cfg.save_every == 0:
                 self.save()
-            if self.warmstart_path and self.step % self.cfg.warmstart_every == 0:
+            if (self.dev is None and self.warmstart_path
+                    and self.step % self.cfg.warmstart_every == 0):
                 self.write_warmstart()
+        if self.dev is None:
+            if self.warmstart_path:
+                self.write_warmstart()
+        elif self.step % self.cfg.val_every:  # not validated at this step yet
+            self.validate_and_keep_best(log_path)
         self.save()
-        if self.warmstart_path:
-            self.write_warmstart()
+
+    def validation_score(self, val: dict) -> float:
+        """The validated part of the training objective: reconstruction plus content. Mel
+        alone would reject GAN-phase weights whose mel loss rises while content holds."""
+        return val["val_mel"] + self.cfg.distill_weight * val["val_distill"]
+
+    def validate_and_keep_best(self, log_path: Path) -> None:
+        """Validate on dev, log it, and replace the warm-start only when the score improves."""
+        val = self.validate()
+        if not val:
+            return
+        score = self.validation_score(val)
+        with open(log_path, "a") as f:
+            f.write(json.dumps({"step": self.step, **val, "score": score}) + "\n")
+        self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+        if score < self.best_score:
+            self.best_score = score
+            if self.warmstart_path:
+                self.write_warmstart()
 
     def calibrate(self, batches: int = 8) -> float:
         """Freeze the policy temperature from the encoder's outputs on training audio."""
