@@ -42,3 +42,19 @@ def test_unknown_system_is_refused_before_any_work():
                          capture_output=True, text=True)
     assert run.returncode != 0
     assert "unknown system(s) mp3" in run.stderr
+
+
+def test_versus_reports_paired_differences_and_a_verdict():
+    spec = importlib.util.spec_from_file_location("versus", ROOT / "bench" / "versus.py")
+    versus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(versus)
+    row = lambda source, ours, peer: {"source": source, "reference": "ONE TWO THREE FOUR",  # noqa: E731
+                                      "hyps": {"original": "one two three four",
+                                               "decoded": ours, "codec2-700c": peer}}
+    rows = [row("an4", "one two three four", "one")] * 10 + [row("so", "one two", "one two")] * 10
+    c = versus.compare(rows, "codec2-700c", resamples=200)
+    assert c["utterances"] == 20 and c["diff"] == -37.5  # 20 against 50 errors in 80 words
+    assert c["high"] < 0
+    table = versus.markdown(rows, resamples=200)
+    assert "| codec2-700c | all | 20 | -37.5 |" in table and "ClariCodec lower" in table
+    assert "| codec2-700c | so | 10 | +0.0 | [+0.0, +0.0] | not distinguishable |" in table

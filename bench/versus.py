@@ -1,0 +1,63 @@
+"""ClariCodec against each peer, utterance by utterance, from a `peers.py --save-hyps` file.
+
+The peers table gives each system's WER against uncoded speech; this answers the question
+the done criterion asks: is ClariCodec's WER lower than a peer's on the same utterances,
+and by more than resampling noise? Paired bootstrap over utterances, overall and per source.
+
+    python3 bench/versus.py peers_hyps.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from claricodec.evaluate import paired_bootstrap
+from claricodec.textnorm import count_errors
+
+CLARICODEC = "decoded"  # the name peers.py gives ClariCodec's hypotheses
+
+
+def compare(rows: list[dict], peer: str, resamples: int = 2000) -> dict:
+    """WER difference ClariCodec - peer in points, with its 95 % interval."""
+    ours = [count_errors(r["reference"], r["hyps"][CLARICODEC]) for r in rows]
+    theirs = [count_errors(r["reference"], r["hyps"][peer]) for r in rows]
+    errors = np.array([e.word_errors for e in ours])
+    baseline = np.array([e.word_errors for e in theirs])
+    words = np.array([e.ref_words for e in ours])
+    low, high = paired_bootstrap(errors, baseline, words, resamples)
+    return {"utterances": len(rows), "diff": 100 * (errors.sum() - baseline.sum()) / words.sum(),
+            "low": 100 * low, "high": 100 * high}
+
+
+def markdown(rows: list[dict], resamples: int = 2000) -> str:
+    peers = [name for name in rows[0]["hyps"] if name not in ("original", CLARICODEC)]
+    sources = sorted({r["source"] for r in rows})
+    lines = ["| ClariCodec - peer | set | utterances | WER difference, points | 95% CI | verdict |",
+             "|---|---|---:|---:|---|---|"]
+    for peer in peers:
+        for source in [None] + sources:
+            subset = [r for r in rows if source is None or r["source"] == source]
+            c = compare(subset, peer, resamples)
+            verdict = ("ClariCodec lower" if c["high"] < 0 else
+                       "peer lower" if c["low"] > 0 else "not distinguishable")
+            lines.append(f"| {peer} | {source or 'all'} | {c['utterances']} | {c['diff']:+.1f} "
+                         f"| [{c['low']:+.1f}, {c['high']:+.1f}] | {verdict} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("hyps", help="JSONL written by bench/peers.py --save-hyps")
+    parser.add_argument("--resamples", type=int, default=2000)
+    args = parser.parse_args()
+    with open(args.hyps) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    if not rows:
+        raise SystemExit(f"{args.hyps}: no utterances")
+    print(markdown(rows, args.resamples))
+
+
+if __name__ == "__main__":
+    main()
