@@ -113,6 +113,24 @@ def test_warmstart_is_replaced_only_when_validation_improves(cache, tmp_path, mo
     assert resumed.resume() and resumed.best_score == pytest.approx(1.1)
 
 
+def test_discriminators_of_an_older_shape_start_afresh(cache, tmp_path):
+    from claricodec.train.discriminators import Discriminators, SpectrogramDiscriminator
+    logged = []
+    trainer = Stage1Trainer(CodecConfig(**TINY.to_dict()), Stage1Config(), cache, None,
+                            tmp_path / "run", log=logged.append)
+    same = Discriminators()
+    trainer.load_discriminators(same.state_dict())
+    assert all(torch.equal(v, trainer.disc.state_dict()[k]) for k, v in same.state_dict().items())
+    old = Discriminators()
+    old.members[5] = SpectrogramDiscriminator(512, channels=32)  # the pre-slimming shape
+    trainer.load_discriminators(old.state_dict(), {"state": {}, "param_groups": []})
+    assert logged and "afresh" in logged[0]
+    current = Discriminators().state_dict()
+    assert {k: v.shape for k, v in trainer.disc.state_dict().items()} == \
+        {k: v.shape for k, v in current.items()}
+    assert trainer.opt_d.param_groups[0]["params"][0] is next(trainer.disc.parameters())
+
+
 class FakeASR:
     """Deterministic stand-in for Whisper: the transcript depends on the audio's bytes, so
     different sampled codes get different rewards."""

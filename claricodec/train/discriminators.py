@@ -36,7 +36,7 @@ class PeriodDiscriminator(nn.Module):
 
 
 class SpectrogramDiscriminator(nn.Module):
-    def __init__(self, n_fft: int, channels: int = 32):
+    def __init__(self, n_fft: int, channels: int = 16):  # 32 took 3x the time on this CPU
         super().__init__()
         self.n_fft = n_fft
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)

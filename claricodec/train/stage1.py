@@ -213,12 +213,11 @@ class Stage1Trainer:
         # weights jitter from step to step; their average is what gets validated and shipped.
         self.ema = copy.deepcopy(self.codec).requires_grad_(False).eval()
         self.heads = SemanticHeads(len(self.codec.mode.levels)).to(self.device)
-        self.disc = Discriminators().to(self.device)
+        self.fresh_discriminators()
         self.mel_loss = MultiScaleMelLoss().to(self.device)
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
         gen_params = list(self.codec.parameters()) + list(self.heads.parameters())
         self.opt_g = torch.optim.AdamW(gen_params, cfg.lr, betas=(0.8, 0.99), weight_decay=0.01)
-        self.opt_d = torch.optim.AdamW(self.disc.parameters(), cfg.lr, betas=(0.8, 0.99))
         self.train = Corpus(train_dir)
         self.dev = Corpus(dev_dir) if dev_dir else None
         self.step, self.epoch, self.wall = 0, 0, 0.0
@@ -251,9 +250,8 @@ class Stage1Trainer:
         # States from before the average existed start it at the current weights.
         self.ema.load_state_dict(state.get("ema", state["codec"]))
         self.heads.load_state_dict(state["heads"])
-        self.disc.load_state_dict(state["disc"])
         self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        self.load_discriminators(state["disc"], state["opt_d"])
         self.step, self.epoch, self.wall = state["step"], state["epoch"], state["wall"]
         # States from before the score existed tracked mel only: start the gate afresh.
         self.best_score = state.get("best_score", float("inf"))
@@ -263,6 +261,22 @@ class Stage1Trainer:
         self.restore_config(state.get("config", {}))
         return True
 
+    def fresh_discriminators(self) -> None:
+        self.disc = Discriminators().to(self.device)
+        self.opt_d = torch.optim.AdamW(self.disc.parameters(), self.cfg.lr, betas=(0.8, 0.99))
+
+    def load_discriminators(self, disc_state: dict, opt_state: dict | None = None) -> None:
+        """Saved discriminators of another shape (the spectrogram ones were slimmed from 32
+        to 16 channels, a third of the time) start afresh, as they would at gan_start."""
+        try:
+            self.disc.load_state_dict(disc_state, strict=True)
+        except RuntimeError:
+            self.log("saved discriminators have another shape: starting them afresh")
+            self.fresh_discriminators()
+            return
+        if opt_state is not None:
+            self.opt_d.load_state_dict(opt_state)
+
     def restore_config(self, saved: dict) -> None:
         """The run's own hyper-parameters (schedule included) come back with its state."""
         self.cfg = replace(self.cfg, **{k: v for k, v in saved.items() if k in asdict(self.cfg)})
@@ -270,9 +284,11 @@ class Stage1Trainer:
     def load_warmstart(self, path: Path) -> None:
         from safetensors.torch import load_file
         tensors = load_file(str(path))
-        for prefix, module in (("codec.", self.codec), ("heads.", self.heads), ("disc.", self.disc)):
-            sub = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
-            module.load_state_dict(sub, strict=True)
+        part = lambda prefix: {k[len(prefix):]: v.float()  # noqa: E731
+                               for k, v in tensors.items() if k.startswith(prefix)}
+        self.codec.load_state_dict(part("codec."), strict=True)
+        self.heads.load_state_dict(part("heads."), strict=True)
+        self.load_discriminators(part("disc."))
         self.ema.load_state_dict(self.codec.state_dict())
         meta = json.loads(tensors_metadata(path).get("training", "{}"))
         self.step, self.wall = meta.get("step", 0), meta.get("wall", 0.0)
