@@ -1,4 +1,4 @@
-"""Slim discriminators (~1M parameters together): multi-period and multi-resolution STFT.
+"""Slim discriminators (~0.33M parameters together): multi-period and multi-resolution STFT.
 
 DESIGN.md section 4 measured full HiFi-GAN-size discriminators at ~4x the step time of
 slim ones on this CPU; these are the slim kind.
