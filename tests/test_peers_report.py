@@ -58,3 +58,31 @@ def test_versus_reports_paired_differences_and_a_verdict():
     table = versus.markdown(rows, resamples=200)
     assert "| codec2-700c | all | 20 | -37.5 |" in table and "ClariCodec lower" in table
     assert "| codec2-700c | so | 10 | +0.0 | [+0.0, +0.0] | not distinguishable |" in table
+
+
+def test_encoders_compares_each_encoder_with_the_first_and_weights_mel_by_duration():
+    spec = importlib.util.spec_from_file_location("encoders", ROOT / "bench" / "encoders.py")
+    encoders = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(encoders)
+
+    def res(uid, source, stage1, rl):
+        return Result(id=uid, source=source, seconds=1.0, reference="ONE TWO THREE FOUR",
+                      reference_kind="transcript",
+                      hyps={"original": "one two three four", "stage1": stage1, "rl": rl},
+                      bytes={"stage1": 30, "rl": 30}, encode_s={"stage1": 0.01, "rl": 0.01},
+                      decode_s={"stage1": 0.01, "rl": 0.01})
+
+    results = [res(str(i), "an4", "one two", "one two three") for i in range(10)]
+    c = encoders.comparison(results, "stage1", "rl", resamples=100)
+    assert c["diff"] == -25.0 and c["relative"] == -50.0  # 10 against 20 errors in 40 words
+    assert c["high"] < 0
+
+    class Fake:
+        mel = {"000000": (1.0, 100), "000001": (4.0, 300)}
+
+    assert encoders.mel_by_group(Fake(), {"all": ["000000", "000001"]}) == {"all": 3.25}
+    table = encoders.markdown(summarize(results, ["stage1", "rl"], resamples=20),
+                              {"stage1": {"all": 0.5, "an4": 0.5}, "rl": {"all": 0.4, "an4": 0.4}},
+                              ["stage1", "rl"], {("rl", "all"): c})
+    assert "| all | 10 | 0.0 / 0.0 | 50.0 / " in table and "| 0.400 |" in table
+    assert "| rl | all | -25.0 |" in table and "| -50.0 % | rl lower |" in table
