@@ -46,6 +46,81 @@ def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: 
 
 
 @train.command()
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--part", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which slice of the train split: use a new one for each GPU run.")
+@click.option("--max-mb", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="Size budget of the train slice (the working tree and wheels travel too).")
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared data cache.")
+@click.option("--wheels/--no-wheels", default=True, show_default=True,
+              help="Also download the wheels the GPU machine lacks (needs the package index).")
+def pack(out, part, max_mb, cache, wheels):
+    """Pack a slice of the prepared data (plus run.sh) for stage 1 on a borrowed GPU.
+
+    Audio travels as Ogg/Opus and teacher states as int8: ~40 minutes of speech in 30 MB.
+    On the GPU machine, from the repository root with OUT carried: `bash OUT/run.sh`.
+    """
+    import subprocess
+    import sys
+    import tempfile
+    from claricodec.train.pack import (DEVICE_SCRIPT, DEVICE_WHEELS, PackError, folder_bytes,
+                                       pack_split, part_ids)
+    from claricodec.train.stage1 import validation_ids
+    if out.exists() and any(out.iterdir()):
+        fail(f"{out}: exists and is not empty (remove it, or pick another folder)")
+    train_dir, dev_dir = _cache_dir(cache, "train"), _cache_dir(cache, "dev")
+    for needed in (train_dir, dev_dir):
+        if not (needed / "index.json").exists():
+            fail(f"{needed}: no prepared data (run `claricodec train prepare` first)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside OUT and renamed at the end: no half-written pack is ever left behind.
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
+        tmp = Path(tmp)
+        try:
+            train_index = json.loads((train_dir / "index.json").read_text())
+            ids = part_ids(train_index, int(max_mb * 1e6), part)
+            console.print(f"packing part {part}: {len(ids)} train utterances")
+            pack_split(train_dir, tmp / "train", ids)
+            dev_count = len(json.loads((dev_dir / "index.json").read_text()))
+            pack_split(dev_dir, tmp / "dev", validation_ids(dev_count))
+        except PackError as err:
+            fail(str(err))
+        (tmp / "run.sh").write_text(DEVICE_SCRIPT)
+        if wheels:
+            run = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                                  "--only-binary=:all:", "--python-version", "3.12",
+                                  "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
+                                  "--platform", "manylinux_2_17_x86_64", "--platform",
+                                  "manylinux2014_x86_64", "-d", str(tmp / "wheels"), *DEVICE_WHEELS],
+                                 capture_output=True, text=True)
+            if run.returncode:
+                fail(f"pip download failed (use --no-wheels where the GPU machine has them):\n"
+                     f"{run.stderr.strip()[-800:]}")
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    seconds = sum(json.loads((out / "train" / "index.json").read_text())[i]["length"]
+                  for i in range(len(ids))) / 16000
+    console.print(f"{out}: {folder_bytes(out) / 1e6:.1f} MB, {seconds / 60:.0f} minutes of train "
+                  f"speech; on the GPU machine: bash {out}/run.sh [MINUTES]")
+
+
+@train.command()
+@click.argument("pack_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--cache", type=click.Path(path_type=Path), required=True,
+              help="Where to write the training cache (train/ and dev/).")
+def unpack(pack_dir, cache):
+    """Rebuild a training cache from `claricodec train pack` output."""
+    from claricodec.train.pack import PackError, unpack_split
+    for split in ("train", "dev"):
+        try:
+            count = unpack_split(pack_dir / split, cache / split)
+        except (PackError, OSError) as err:
+            fail(f"{pack_dir / split}: cannot unpack ({err})")
+        console.print(f"{split}: {count} utterances in {cache / split}")
+
+
+@train.command()
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared data cache.")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="Full resume state and logs (default ~/.cache/claricodec/runs/stage1).")
@@ -59,9 +134,11 @@ def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: 
               help="Schedule length (learning-rate decay). Default: the resumed run's, else 40000.")
 @click.option("--gan-start", type=int, default=None,
               help="Step at which the discriminators join. Default: the resumed run's, else 24000.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this much wall time (then validate and save), e.g. a GPU loan's limit.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, threads, device):
+def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, minutes, threads, device):
     """Stage 1: train encoder, quantiser and decoder end to end."""
     import torch
     from claricodec.codec import CodecConfig
@@ -91,7 +168,7 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, threads, 
         def show(step, stats):
             bar.update(task, completed=step,
                        description=f"stage 1 mel {stats['mel']:.3f} ppl {stats['ppl']:.0f}")
-        trainer.run(target, show)
+        trainer.run(target, show, minutes)
     console.print(f"stopped at step {trainer.step}; state in {trainer.run_dir}")
 
 

@@ -111,6 +111,24 @@ def test_warmstart_is_replaced_only_when_validation_improves(cache, tmp_path, mo
     assert trainer.best_score == pytest.approx(1.1)
     resumed = Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, cache, tmp_path / "run")
     assert resumed.resume() and resumed.best_score == pytest.approx(1.1)
+    # The best score travels in the warm-start too: a run continued on another machine
+    # (a GPU loan, no resume state) replaces it only with better weights.
+    resumed.warmstart_path = tmp_path / "ws.safetensors"
+    Stage1Trainer.write_warmstart(resumed)
+    elsewhere = Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, cache, tmp_path / "other")
+    elsewhere.load_warmstart(tmp_path / "ws.safetensors")
+    assert elsewhere.best_score == pytest.approx(1.1)
+
+
+def test_minutes_limit_stops_the_run_then_validates_and_saves(cache, tmp_path):
+    cfg = Stage1Config(steps=1000, gan_start=2000, batch_seconds=4.0, max_seconds=2.0,
+                       val_every=1000, save_every=1000, log_every=1000)
+    trainer = Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, cache, tmp_path / "run")
+    trainer.run(minutes=0.02)  # 1.2 s: a few steps of the tiny model, far from 1000
+    assert 0 < trainer.step < 1000
+    assert (tmp_path / "run" / "state.pt").exists()
+    last = json.loads((tmp_path / "run" / "train.log").read_text().splitlines()[-1])
+    assert last["step"] == trainer.step and "score" in last
 
 
 def test_discriminators_of_an_older_shape_start_afresh(cache, tmp_path):

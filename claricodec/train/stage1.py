@@ -75,6 +75,11 @@ class SemanticHeads(nn.Module):
                                  nn.Conv1d(dim, len(CHARS) + 1, 1))
 
 
+def validation_ids(utterances: int, count: int = 48) -> list[int]:
+    """The dev utterances validation uses: `count` of them, evenly spaced."""
+    return list(range(0, utterances, max(1, utterances // count)))[:count]
+
+
 class Corpus:
     """Cached utterances, batched by length so padding stays small."""
 
@@ -292,6 +297,8 @@ class Stage1Trainer:
         self.ema.load_state_dict(self.codec.state_dict())
         meta = json.loads(tensors_metadata(path).get("training", "{}"))
         self.step, self.wall = meta.get("step", 0), meta.get("wall", 0.0)
+        best = meta.get("best_score")
+        self.best_score = float("inf") if best is None else float(best)
         self.restore_config(meta.get("config", {}))
 
     def write_warmstart(self) -> None:
@@ -302,7 +309,10 @@ class Stage1Trainer:
         for prefix, module in (("codec.", self.ema), ("heads.", self.heads), ("disc.", self.disc)):
             for k, v in module.state_dict().items():
                 tensors[prefix + k] = v.detach().to("cpu", torch.float16).contiguous()
-        meta = {"training": json.dumps({"step": self.step, "wall": self.wall,
+        # The best score travels too, so a run continued elsewhere (a GPU loan) replaces
+        # this file only with better weights. JSON has no infinity: null stands for none.
+        best = self.best_score if math.isfinite(self.best_score) else None
+        meta = {"training": json.dumps({"step": self.step, "wall": self.wall, "best_score": best,
                                         "config": asdict(self.cfg)}),
                 "codec_config": json.dumps(self.codec.config.to_dict())}
         self.warmstart_path.parent.mkdir(parents=True, exist_ok=True)
@@ -417,7 +427,7 @@ class Stage1Trainer:
         if self.dev is None:
             return {}
         model = self.ema
-        ids = list(range(0, len(self.dev.index), max(1, len(self.dev.index) // count)))[:count]
+        ids = validation_ids(len(self.dev.index), count)
         rng = random.Random(1)
         mel_total, distill_total, all_index = 0.0, 0.0, []
         for i in range(0, len(ids), 8):
@@ -437,13 +447,16 @@ class Stage1Trainer:
 
     # --- loop ------------------------------------------------------------------------------
 
-    def run(self, until_step: int | None = None, progress=None) -> None:
+    def run(self, until_step: int | None = None, progress=None, minutes: float | None = None) -> None:
+        """Train to `until_step`, or for `minutes` of wall time (a borrowed GPU's time limit),
+        whichever comes first; then validate and save."""
         until = min(until_step or self.cfg.steps, self.cfg.steps)
+        deadline = time.time() + 60 * minutes if minutes else None
         log_path = self.run_dir / "train.log"
         with open(log_path, "a") as f:  # the schedule in force from here on
             f.write(json.dumps({"step": self.step, "config": asdict(self.cfg)}) + "\n")
         recent: dict[str, list[float]] = {}
-        while self.step < until:
+        while self.step < until and (deadline is None or time.time() < deadline):
             if not self.pending:
                 self.pending = self.train.batches(self.cfg.batch_seconds, self.cfg.max_seconds,
                                                   self.rng)

@@ -1,0 +1,113 @@
+"""Packing a slice of the training cache for a borrowed GPU machine, and unpacking it."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from claricodec.cli.main import main
+from claricodec.train.pack import (PackError, estimated_bytes, part_ids, quantize_teacher,
+                                   unpack_split)
+from claricodec.train.stage1 import Corpus
+
+from test_training import cache  # noqa: F401  (the three-utterance cache fixture)
+
+
+@pytest.fixture
+def prepared(cache, tmp_path):  # noqa: F811
+    """A prepared data cache (train/ and dev/) with teacher states."""
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for split in ("train", "dev"):
+        shutil.copytree(cache, root / split)
+        frames = len(np.load(root / split / "audio.npy")) // 640
+        teacher = rng.normal(size=(frames, 384)).astype(np.float16)
+        teacher[:3] = 0  # frames without a teacher state stay zero
+        np.save(root / split / "teacher.npy", teacher)
+    return root
+
+
+def test_parts_are_disjoint_slices_within_the_budget():
+    index = [{"length": 16000 * (1 + i % 7)} for i in range(200)]
+    budget = 200_000
+    parts, k = [], 0
+    while True:
+        try:
+            parts.append(part_ids(index, budget, k))
+        except PackError as err:
+            assert f"part {k} does not exist" in str(err)
+            break
+        k += 1
+    assert len(parts) > 3
+    assert sorted(i for p in parts for i in p) == list(range(200))
+    for p in parts:
+        assert sum(estimated_bytes(index[i]["length"]) for i in p) <= budget
+    assert part_ids(index, budget, 1) == parts[1]  # the same shuffle every time
+
+
+def test_teacher_int8_round_trip():
+    rng = np.random.default_rng(1)
+    teacher = rng.normal(size=(50, 384)).astype(np.float32) * rng.uniform(0.1, 10, size=(50, 1))
+    teacher[7] = 0
+    q, scale = quantize_teacher(teacher)
+    assert q.dtype == np.int8 and scale[7] == 0 and not q[7].any()
+    restored = q.astype(np.float32) * scale[:, None]
+    assert np.all(np.abs(restored - teacher) <= scale[:, None] / 2 + 1e-6)
+
+
+def test_pack_then_unpack_rebuilds_a_cache_training_can_read(prepared, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "gpu"
+    result = runner.invoke(main, ["train", "pack", str(out), "--cache", str(prepared), "--no-wheels"])
+    assert result.exit_code == 0, result.output
+    assert (out / "run.sh").exists() and "DEVICE:-cuda" in (out / "run.sh").read_text()
+    assert (out / "train" / "audio.ogg").exists() and not (out / "wheels").exists()
+    result = runner.invoke(main, ["train", "unpack", str(out), "--cache", str(tmp_path / "back")])
+    assert result.exit_code == 0, result.output
+    for split in ("train", "dev"):
+        original = Corpus(prepared / split)
+        rebuilt = Corpus(tmp_path / "back" / split)
+        by_id = {u["id"]: u for u in original.index}
+        assert sorted(u["id"] for u in rebuilt.index) == sorted(by_id)
+        for utt in rebuilt.index:
+            old = by_id[utt["id"]]
+            assert utt["length"] == old["length"] and utt["text"] == old["text"]
+            a = original.audio[old["offset"]:old["offset"] + old["length"]].astype(np.float64)
+            b = rebuilt.audio[utt["offset"]:utt["offset"] + utt["length"]].astype(np.float64)
+            snr = 10 * np.log10((a ** 2).sum() / ((a - b) ** 2).sum())
+            assert snr > 8  # Opus, time-aligned (a shifted copy would score below 0 dB)
+            ta = original.teacher[old["offset"] // 640:(old["offset"] + old["length"]) // 640]
+            tb = rebuilt.teacher[utt["offset"] // 640:(utt["offset"] + utt["length"]) // 640]
+            cos = (ta.astype(np.float64) * tb).sum(1) / (
+                np.linalg.norm(ta.astype(np.float64), axis=1) * np.linalg.norm(tb.astype(np.float64), axis=1) + 1e-9)
+            assert np.all(cos[np.abs(ta).sum(1) > 0] > 0.999)
+
+
+def test_pack_refuses_a_non_empty_folder_and_a_missing_part(prepared, tmp_path):
+    runner = CliRunner()
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    result = runner.invoke(main, ["train", "pack", str(taken), "--cache", str(prepared), "--no-wheels"])
+    assert result.exit_code != 0 and "not empty" in result.output
+    assert (taken / "keep.txt").read_text() == "mine"
+    result = runner.invoke(main, ["train", "pack", str(tmp_path / "p"), "--cache", str(prepared),
+                                  "--no-wheels", "--part", "5"])
+    assert result.exit_code != 0 and "part 5 does not exist" in result.output
+    assert not (tmp_path / "p").exists() and not list(tmp_path.glob(".p-*"))  # nothing half-written
+    assert "Traceback" not in result.output
+
+
+def test_unpack_rejects_audio_that_does_not_match_the_index(prepared, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "gpu"
+    assert runner.invoke(main, ["train", "pack", str(out), "--cache", str(prepared), "--no-wheels"]).exit_code == 0
+    index = json.loads((out / "dev" / "index.json").read_text())
+    index[0]["length"] += 16000
+    (out / "dev" / "index.json").write_text(json.dumps(index))
+    with pytest.raises(PackError, match="the index expects"):
+        unpack_split(out / "dev", tmp_path / "back")
