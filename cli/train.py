@@ -228,11 +228,18 @@ def _git_commit() -> str:
 @click.option("--until", type=int, default=None, help="Stop after this many steps in total.")
 @click.option("--group-size", type=int, default=None, help="Samples per utterance (default 8).")
 @click.option("--reward", type=click.Choice(["cer", "wer"]), default="cer", show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate (default 1e-5).")
+@click.option("--kl-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of the KL to the stage-1 policy (default 0.05).")
+@click.option("--mel-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of the mel loss on the deterministic path (default 1.0).")
 @click.option("--export/--no-export", default=True, show_default=True,
               help="Write the best encoder: as 'rl' into --weights, or (control) into the run dir.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-def stage2(weights, cache, run_dir, control, steps, until, group_size, reward, export, threads, device):
+def stage2(weights, cache, run_dir, control, steps, until, group_size, reward, lr, kl_weight,
+           mel_weight, export, threads, device):
     """Stage 2: GRPO on the encoder with an ASR reward (decoder frozen)."""
     import torch
     from claricodec.asr import ASR, REWARD
@@ -250,6 +257,9 @@ def stage2(weights, cache, run_dir, control, steps, until, group_size, reward, e
     cfg = Stage2Config(control=control, reward=reward)
     cfg.steps = steps or cfg.steps
     cfg.group_size = group_size or cfg.group_size
+    for name, value in (("lr", lr), ("kl_weight", kl_weight), ("mel_weight", mel_weight)):
+        if value is not None:
+            setattr(cfg, name, value)
     run_dir = run_dir or default_run_dir(control)
     asr = ASR(device=device, threads=threads)
     trainer = Stage2Trainer(codec, cfg, _cache_dir(cache, "train"), run_dir, asr, REWARD,
@@ -265,7 +275,8 @@ def stage2(weights, cache, run_dir, control, steps, until, group_size, reward, e
         best = trainer.best_codec()
         training = {"stage": 2, "steps": trainer.step, "wall_hours": round(trainer.wall / 3600, 2),
                     "best_train_subset_error": trainer.best_error, "reward": reward,
-                    "control": control, "commit": _git_commit()}
+                    "control": control, "lr": cfg.lr, "kl_weight": cfg.kl_weight,
+                    "mel_weight": cfg.mel_weight, "commit": _git_commit()}
         if control:
             from claricodec.weights import save_encoder
             save_encoder(best, run_dir / "encoder-control.safetensors")
