@@ -99,8 +99,7 @@ def pack(out, part, max_mb, cache, wheels):
         if out.exists():
             out.rmdir()
         tmp.rename(out)
-    seconds = sum(json.loads((out / "train" / "index.json").read_text())[i]["length"]
-                  for i in range(len(ids))) / 16000
+    seconds = sum(u["length"] for u in json.loads((out / "train" / "index.json").read_text())) / 16000
     console.print(f"{out}: {folder_bytes(out) / 1e6:.1f} MB, {seconds / 60:.0f} minutes of train "
                   f"speech; on the GPU machine: bash {out}/run.sh [MINUTES]")
 
