@@ -60,15 +60,13 @@ def mel_by_group(system: MeasuredEncoder, stems_by_group: dict[str, list[str]]) 
 
 def comparison(results, first: str, other: str, resamples: int = 2000) -> dict:
     """WER(other) - WER(first) in points, its paired-bootstrap 95 % interval, relative change."""
-    from claricodec.evaluate import errors_of, paired_bootstrap
-    a, b = errors_of(results, first), errors_of(results, other)
-    base = np.array([e.word_errors for e in a])
-    errs = np.array([e.word_errors for e in b])
-    words = np.array([e.ref_words for e in a])
-    low, high = paired_bootstrap(errs, base, words, resamples)
-    return {"diff": 100 * (errs.sum() - base.sum()) / words.sum(),
-            "low": 100 * low, "high": 100 * high,
-            "relative": 100 * (errs.sum() - base.sum()) / base.sum() if base.sum() else float("nan")}
+    from claricodec.evaluate import errors_of, wer_difference
+    base, errs = errors_of(results, first), errors_of(results, other)
+    diff, low, high = wer_difference(errs, base, resamples)
+    base_errors = sum(e.word_errors for e in base)
+    return {"diff": 100 * diff, "low": 100 * low, "high": 100 * high,
+            "relative": 100 * (sum(e.word_errors for e in errs) - base_errors) / base_errors
+            if base_errors else float("nan")}
 
 
 def markdown(summary: dict, mel: dict[str, dict[str, float]], names: list[str], comparisons: dict) -> str:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-
-from claricodec.evaluate import paired_bootstrap
+from claricodec.evaluate import wer_difference
 from claricodec.textnorm import count_errors
 
 CLARICODEC = "decoded"  # the name peers.py gives ClariCodec's hypotheses
@@ -23,12 +21,8 @@ def compare(rows: list[dict], peer: str, resamples: int = 2000) -> dict:
     """WER difference ClariCodec - peer in points, with its 95 % interval."""
     ours = [count_errors(r["reference"], r["hyps"][CLARICODEC]) for r in rows]
     theirs = [count_errors(r["reference"], r["hyps"][peer]) for r in rows]
-    errors = np.array([e.word_errors for e in ours])
-    baseline = np.array([e.word_errors for e in theirs])
-    words = np.array([e.ref_words for e in ours])
-    low, high = paired_bootstrap(errors, baseline, words, resamples)
-    return {"utterances": len(rows), "diff": 100 * (errors.sum() - baseline.sum()) / words.sum(),
-            "low": 100 * low, "high": 100 * high}
+    diff, low, high = wer_difference(ours, theirs, resamples)
+    return {"utterances": len(rows), "diff": 100 * diff, "low": 100 * low, "high": 100 * high}
 
 
 def markdown(rows: list[dict], resamples: int = 2000) -> str:

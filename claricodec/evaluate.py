@@ -152,13 +152,23 @@ def paired_bootstrap(errors: np.ndarray, baseline: np.ndarray, ref_words: np.nda
     return float(low), float(high)
 
 
+def wer_difference(system: list[Errors], baseline: list[Errors], resamples: int = 1000
+                   ) -> tuple[float | None, float | None, float | None]:
+    """Corpus WER(system) - WER(baseline) on the same utterances, with its paired
+    bootstrap 95 % interval (fractions, not points); None where there are no reference words."""
+    errors = np.array([e.word_errors for e in system])
+    base = np.array([e.word_errors for e in baseline])
+    words = np.array([e.ref_words for e in baseline])
+    low, high = paired_bootstrap(errors, base, words, resamples)
+    diff = (errors.sum() - base.sum()) / words.sum() if words.sum() else None
+    return diff, low, high
+
+
 def _group_summary(results: list[Result], names: list[str], per_utt: dict[str, list[Errors]],
                    nominal: dict[str, float | None], resamples: int) -> dict:
     seconds = sum(r.seconds for r in results)
     out = {"utterances": len(results), "seconds": round(seconds, 3),
            "asr_references": sum(r.reference_kind == "asr" for r in results), "systems": {}}
-    base = np.array([e.word_errors for e in per_utt[ORIGINAL]])
-    words = np.array([e.ref_words for e in per_utt[ORIGINAL]])
     for name in [ORIGINAL] + names:
         total = sum(per_utt[name], Errors())
         entry = {"wer": total.wer, "cer": total.cer, "word_errors": total.word_errors,
@@ -168,10 +178,9 @@ def _group_summary(results: list[Result], names: list[str], per_utt: dict[str, l
             nbytes = sum(r.bytes[name] for r in results)
             enc = sum(r.encode_s[name] for r in results)
             dec = sum(r.decode_s[name] for r in results)
-            errs = np.array([e.word_errors for e in per_utt[name]])
-            low, high = paired_bootstrap(errs, base, words, resamples)
+            delta, low, high = wer_difference(per_utt[name], per_utt[ORIGINAL], resamples)
             entry |= {
-                "delta_wer": (total.word_errors - base.sum()) / words.sum() if words.sum() else None,
+                "delta_wer": delta,
                 "delta_wer_ci95": [low, high],
                 "bytes": nbytes,
                 "nominal_bps": nominal.get(name),
