@@ -133,11 +133,16 @@ def unpack(pack_dir, cache):
               help="Schedule length (learning-rate decay). Default: the resumed run's, else 40000.")
 @click.option("--gan-start", type=int, default=None,
               help="Step at which the discriminators join. Default: the resumed run's, else 24000.")
+@click.option("--ctc-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of the character CTC loss on the codes. Default: the resumed run's, else 0.3.")
+@click.option("--distill-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of the Whisper distillation loss. Default: the resumed run's, else 3.0.")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this much wall time (then validate and save), e.g. a GPU loan's limit.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, minutes, threads, device):
+def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, ctc_weight, distill_weight,
+           minutes, threads, device):
     """Stage 1: train encoder, quantiser and decoder end to end."""
     import torch
     from claricodec.codec import CodecConfig
@@ -160,6 +165,10 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, minutes, 
         cfg.steps = steps
     if gan_start is not None:
         cfg.gan_start = gan_start
+    if ctc_weight is not None:
+        cfg.ctc_weight = ctc_weight
+    if distill_weight is not None:
+        cfg.distill_weight = distill_weight
     target = min(until or cfg.steps, cfg.steps)
     with progress_bar() as bar:
         task = bar.add_task("stage 1", total=target, completed=trainer.step)

@@ -1,0 +1,40 @@
+"""`claricodec train stage1` through click's runner: loss-weight flags and resuming."""
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from claricodec.cli.main import main
+
+from test_pack import prepared  # noqa: F401  (prepared train/ and dev/ caches)
+from test_training import cache  # noqa: F401
+
+
+def schedules(run_dir) -> list[dict]:
+    lines = (run_dir / "train.log").read_text().splitlines()
+    return [json.loads(line)["config"] for line in lines if '"config"' in line]
+
+
+def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path):  # noqa: F811
+    runner = CliRunner()
+    run_dir = tmp_path / "run"
+    common = ["train", "stage1", "--cache", str(prepared), "--run-dir", str(run_dir),
+              "--warmstart", str(tmp_path / "ws.safetensors"), "--threads", "1", "--device", "cpu"]
+    result = runner.invoke(main, common + ["--fresh", "--until", "1", "--steps", "10",
+                                           "--gan-start", "100", "--ctc-weight", "1.5",
+                                           "--distill-weight", "2.5"])
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "state.pt").exists() and (tmp_path / "ws.safetensors").exists()
+    result = runner.invoke(main, common + ["--until", "2"])
+    assert result.exit_code == 0, result.output
+    assert "resumed at step 1" in result.output
+    first, resumed = schedules(run_dir)
+    for config in (first, resumed):
+        assert (config["ctc_weight"], config["distill_weight"]) == (1.5, 2.5)
+        assert (config["steps"], config["gan_start"]) == (10, 100)
+    result = runner.invoke(main, common + ["--until", "3", "--ctc-weight", "0"])
+    assert result.exit_code == 0, result.output
+    assert schedules(run_dir)[-1]["ctc_weight"] == 0.0
+    result = runner.invoke(main, common + ["--ctc-weight", "-1"])
+    assert result.exit_code != 0 and "ctc-weight" in result.output
