@@ -167,8 +167,11 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, ctc_weigh
         cfg.gan_start = gan_start
     if ctc_weight is not None:
         cfg.ctc_weight = ctc_weight
-    if distill_weight is not None:
+    if distill_weight is not None and distill_weight != cfg.distill_weight:
         cfg.distill_weight = distill_weight
+        # The validation score weighs distillation by this: a best score kept under the
+        # old weight is not comparable, so the warm-start gate starts afresh.
+        trainer.best_score = float("inf")
     target = min(until or cfg.steps, cfg.steps)
     with progress_bar() as bar:
         task = bar.add_task("stage 1", total=target, completed=trainer.step)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import torch
 from click.testing import CliRunner
 
 from claricodec.cli.main import main
@@ -36,5 +37,13 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
     result = runner.invoke(main, common + ["--until", "3", "--ctc-weight", "0"])
     assert result.exit_code == 0, result.output
     assert schedules(run_dir)[-1]["ctc_weight"] == 0.0
+    # A new distillation weight changes the validation score's scale: the best score kept
+    # under the old one no longer gates the warm-start.
+    result = runner.invoke(main, common + ["--until", "4", "--distill-weight", "50"])
+    assert result.exit_code == 0, result.output
+    last = [json.loads(line) for line in (run_dir / "train.log").read_text().splitlines()
+            if '"val_mel"' in line][-1]
+    state = torch.load(run_dir / "state.pt", weights_only=False)
+    assert abs(state["best_score"] - (last["val_mel"] + 50 * last["val_distill"])) < 1e-6
     result = runner.invoke(main, common + ["--ctc-weight", "-1"])
     assert result.exit_code != 0 and "ctc-weight" in result.output
