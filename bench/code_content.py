@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""How many characters do the 8-bit codes carry? Read them straight off the codes.
+
+Stage 1 trains a small character-CTC head on the quantised latent (training only; it lives
+in the warm-start, not in the shipped weights). Its greedy read-out on dev clips, with no
+language model, is a cheap probe of the codes' content, separate from how well the decoder
+turns them into speech: if this CER is about what Whisper reads from the decoded audio,
+the 8 bits are the bottleneck, not the decoder.
+
+    python3 bench/code_content.py weights/warmstart/stage1.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+import torch
+
+from claricodec.codec import Codec, CodecConfig
+from claricodec.textnorm import cer
+from claricodec.train.stage1 import CHARS, Corpus, SemanticHeads, validation_ids
+
+DEFAULT_DEV = Path.home() / ".cache" / "claricodec" / "data" / "dev"
+
+
+def load(warmstart: Path, config: CodecConfig | None = None) -> tuple[Codec, SemanticHeads]:
+    """The averaged codec and the training heads from a stage-1 warm-start file."""
+    from safetensors.torch import load_file
+    tensors = load_file(str(warmstart))
+    part = lambda prefix: {k[len(prefix):]: v.float()  # noqa: E731
+                           for k, v in tensors.items() if k.startswith(prefix)}
+    codec = Codec(config or CodecConfig())
+    codec.load_state_dict(part("codec."), strict=True)
+    heads = SemanticHeads(len(codec.mode.levels))
+    heads.load_state_dict(part("heads."), strict=True)
+    return codec.eval(), heads.eval()
+
+
+def greedy_ctc(logits: torch.Tensor) -> str:
+    """[C, T] logits -> text: best class per frame, repeats merged, blanks (0) dropped."""
+    best = logits.argmax(0).tolist()
+    return "".join(CHARS[k - 1] for i, k in enumerate(best) if k and (i == 0 or k != best[i - 1]))
+
+
+@torch.no_grad()
+def read_out(codec: Codec, heads: SemanticHeads, corpus: Corpus, ids: list[int]):
+    """(references, read-outs) for the utterances `ids` that have a transcript."""
+    refs, hyps = [], []
+    for i in range(0, len(ids), 8):
+        audio, _, frames, texts = corpus.load(ids[i:i + 8], 30.0, random.Random(0), (0.0, 0.0))
+        codes, _ = codec.quantizer.quantize_ste(codec.quantizer.bound(codec.encoder(audio)))
+        logits = heads.ctc(codes)
+        for b, text in enumerate(texts):
+            if text:
+                refs.append(text)
+                hyps.append(greedy_ctc(logits[b, :, :frames[b]]))
+    return refs, hyps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("warmstart", type=Path, help="a stage-1 warm-start (.safetensors)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_DEV, help="a prepared data split")
+    parser.add_argument("--count", type=int, default=96, help="utterances, evenly spread")
+    parser.add_argument("--show", type=int, default=5, help="examples to print")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    codec, heads = load(args.warmstart)
+    corpus = Corpus(args.cache)
+    refs, hyps = read_out(codec, heads, corpus, validation_ids(len(corpus.index), args.count))
+    print(f"{len(refs)} utterances from {args.cache}: character read-out of the codes, "
+          f"CER {100 * cer(refs, hyps):.1f} % (greedy CTC, no language model)")
+    for ref, hyp in list(zip(refs, hyps))[:args.show]:
+        print(f"  {ref!r} -> {hyp.strip()!r}")
+
+
+if __name__ == "__main__":
+    main()

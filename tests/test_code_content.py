@@ -1,0 +1,47 @@
+"""bench/code_content.py: the character read-out of the codes through the training CTC head."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from claricodec.codec import CodecConfig
+from claricodec.train.stage1 import CHARS, Corpus, Stage1Config, Stage1Trainer
+
+from conftest import TINY
+from test_training import cache  # noqa: F401  (the three-utterance cache fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("code_content", ROOT / "bench" / "code_content.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_greedy_ctc_merges_repeats_and_drops_blanks():
+    bench = load_bench()
+    h, i = CHARS.index("H") + 1, CHARS.index("I") + 1
+    frames = [h, h, 0, i, 0, i, i, 0]  # "H", blank, "I", blank, "I" (a repeat after a blank counts)
+    logits = torch.full((len(CHARS) + 1, len(frames)), -5.0)
+    for t, k in enumerate(frames):
+        logits[k, t] = 5.0
+    assert bench.greedy_ctc(logits) == "HII"
+
+
+def test_read_out_from_a_warmstart_matches_the_trainers_heads(cache, tmp_path):  # noqa: F811
+    bench = load_bench()
+    trainer = Stage1Trainer(CodecConfig(**TINY.to_dict()), Stage1Config(), cache, cache,
+                            tmp_path / "run", warmstart=tmp_path / "ws.safetensors")
+    trainer.write_warmstart()
+    codec, heads = bench.load(tmp_path / "ws.safetensors", CodecConfig(**TINY.to_dict()))
+    corpus = Corpus(cache)
+    refs, hyps = bench.read_out(codec, heads, corpus, [0, 1, 2])
+    assert refs == ["THE QUICK BROWN FOX", "JUMPS OVER THE LAZY DOG"]  # the untranscribed one is skipped
+    assert len(hyps) == 2 and all(set(h) <= set(CHARS) for h in hyps)
+    # The same read-out from the trainer's own (fp32) heads: the file holds those heads.
+    ref_hyps = bench.read_out(trainer.ema.eval(), trainer.heads.eval(), corpus, [0, 1, 2])[1]
+    assert hyps == ref_hyps
