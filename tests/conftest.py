@@ -5,6 +5,7 @@ only has to be deterministic and exercise every code path quickly.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from claricodec.codec import Codec, CodecConfig
 from claricodec.weights import export_weights
 
 DATA = Path(__file__).parent / "data"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 TINY = CodecConfig(encoder_dim=32, encoder_depths=(1, 1, 1), decoder_dim=32, decoder_depths=(1, 1),
                    n_mels=40)
 
@@ -59,3 +61,11 @@ def weights_env(tiny_weights, monkeypatch):
 def weights_factory():
     """make_weights(directory, seed): other tiny weights, e.g. a different decoder."""
     return make_weights
+
+
+def load_bench(name: str):
+    """A bench/ script (not a package) imported as a module, for testing its functions."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

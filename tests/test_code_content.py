@@ -1,29 +1,17 @@
 """bench/code_content.py: the character read-out of the codes through the training CTC head."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
 from claricodec.codec import CodecConfig
 from claricodec.train.stage1 import CHARS, Corpus, Stage1Config, Stage1Trainer
 
-from conftest import TINY
+from conftest import TINY, load_bench
 from test_training import cache  # noqa: F401  (the three-utterance cache fixture)
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("code_content", ROOT / "bench" / "code_content.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_greedy_ctc_merges_repeats_and_drops_blanks():
-    bench = load_bench()
+    bench = load_bench("code_content")
     h, i = CHARS.index("H") + 1, CHARS.index("I") + 1
     frames = [h, h, 0, i, 0, i, i, 0]  # "H", blank, "I", blank, "I" (a repeat after a blank counts)
     logits = torch.full((len(CHARS) + 1, len(frames)), -5.0)
@@ -33,7 +21,7 @@ def test_greedy_ctc_merges_repeats_and_drops_blanks():
 
 
 def test_read_out_from_a_warmstart_matches_the_trainers_heads(cache, tmp_path):  # noqa: F811
-    bench = load_bench()
+    bench = load_bench("code_content")
     trainer = Stage1Trainer(CodecConfig(**TINY.to_dict()), Stage1Config(), cache, cache,
                             tmp_path / "run", warmstart=tmp_path / "ws.safetensors")
     trainer.write_warmstart()

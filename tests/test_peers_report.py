@@ -1,19 +1,13 @@
 """bench/peers.py's report: system choice and the per-source table."""
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 from claricodec.evaluate import Result, summarize
 
+from conftest import load_bench
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_peers():
-    spec = importlib.util.spec_from_file_location("peers", ROOT / "bench" / "peers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def result(uid, source, reference, original, decoded):
@@ -23,7 +17,7 @@ def result(uid, source, reference, original, decoded):
 
 
 def test_markdown_has_overall_and_per_source_rows():
-    peers = load_peers()
+    peers = load_bench("peers")
 
     class System:
         name, nominal_bps = "decoded", 200
@@ -45,9 +39,7 @@ def test_unknown_system_is_refused_before_any_work():
 
 
 def test_versus_reports_paired_differences_and_a_verdict():
-    spec = importlib.util.spec_from_file_location("versus", ROOT / "bench" / "versus.py")
-    versus = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(versus)
+    versus = load_bench("versus")
     row = lambda source, ours, peer: {"source": source, "reference": "ONE TWO THREE FOUR",  # noqa: E731
                                       "hyps": {"original": "one two three four",
                                                "decoded": ours, "codec2-700c": peer}}
@@ -61,9 +53,7 @@ def test_versus_reports_paired_differences_and_a_verdict():
 
 
 def test_encoders_compares_each_encoder_with_the_first_and_weights_mel_by_duration():
-    spec = importlib.util.spec_from_file_location("encoders", ROOT / "bench" / "encoders.py")
-    encoders = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(encoders)
+    encoders = load_bench("encoders")
 
     def res(uid, source, stage1, rl):
         return Result(id=uid, source=source, seconds=1.0, reference="ONE TWO THREE FOUR",
