@@ -19,21 +19,19 @@ import torch
 
 from claricodec.codec import Codec, CodecConfig
 from claricodec.textnorm import cer
-from claricodec.train.stage1 import CHARS, Corpus, SemanticHeads, validation_ids
+from claricodec.train.stage1 import (CHARS, Corpus, SemanticHeads, read_warmstart,
+                                     validation_ids)
 
 DEFAULT_DEV = Path.home() / ".cache" / "claricodec" / "data" / "dev"
 
 
 def load(warmstart: Path, config: CodecConfig | None = None) -> tuple[Codec, SemanticHeads]:
     """The averaged codec and the training heads from a stage-1 warm-start file."""
-    from safetensors.torch import load_file
-    tensors = load_file(str(warmstart))
-    part = lambda prefix: {k[len(prefix):]: v.float()  # noqa: E731
-                           for k, v in tensors.items() if k.startswith(prefix)}
+    parts = read_warmstart(warmstart)
     codec = Codec(config or CodecConfig())
-    codec.load_state_dict(part("codec."), strict=True)
+    codec.load_state_dict(parts["codec"], strict=True)
     heads = SemanticHeads(len(codec.mode.levels))
-    heads.load_state_dict(part("heads."), strict=True)
+    heads.load_state_dict(parts["heads"], strict=True)
     return codec.eval(), heads.eval()
 
 

@@ -287,13 +287,10 @@ class Stage1Trainer:
         self.cfg = replace(self.cfg, **{k: v for k, v in saved.items() if k in asdict(self.cfg)})
 
     def load_warmstart(self, path: Path) -> None:
-        from safetensors.torch import load_file
-        tensors = load_file(str(path))
-        part = lambda prefix: {k[len(prefix):]: v.float()  # noqa: E731
-                               for k, v in tensors.items() if k.startswith(prefix)}
-        self.codec.load_state_dict(part("codec."), strict=True)
-        self.heads.load_state_dict(part("heads."), strict=True)
-        self.load_discriminators(part("disc."))
+        parts = read_warmstart(path)
+        self.codec.load_state_dict(parts["codec"], strict=True)
+        self.heads.load_state_dict(parts["heads"], strict=True)
+        self.load_discriminators(parts["disc"])
         self.ema.load_state_dict(self.codec.state_dict())
         meta = json.loads(tensors_metadata(path).get("training", "{}"))
         self.step, self.wall = meta.get("step", 0), meta.get("wall", 0.0)
@@ -526,6 +523,16 @@ class Stage1Trainer:
         self.codec.quantizer.temperature.fill_(temperature)
         self.codec.config.temperature = temperature
         return temperature
+
+
+def read_warmstart(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """A warm-start file's state dicts in fp32, by part: "codec", "heads", "disc"."""
+    from safetensors.torch import load_file
+    parts: dict[str, dict[str, torch.Tensor]] = {"codec": {}, "heads": {}, "disc": {}}
+    for key, value in load_file(str(path)).items():
+        part, name = key.split(".", 1)
+        parts.setdefault(part, {})[name] = value.float()
+    return parts
 
 
 def tensors_metadata(path: Path) -> dict:
