@@ -137,12 +137,15 @@ def unpack(pack_dir, cache):
               help="Weight of the character CTC loss on the codes. Default: the resumed run's, else 0.3.")
 @click.option("--distill-weight", type=click.FloatRange(min=0), default=None,
               help="Weight of the Whisper distillation loss. Default: the resumed run's, else 3.0.")
+@click.option("--speed-perturb", type=click.FloatRange(min=0, max=0.5), default=None,
+              help="Play each training utterance at a random speed within 1 +- this (pitch "
+                   "moves with it), e.g. 0.1. Default: the resumed run's, else 0 (off).")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this much wall time (then validate and save), e.g. a GPU loan's limit.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, ctc_weight, distill_weight,
-           minutes, threads, device):
+           speed_perturb, minutes, threads, device):
     """Stage 1: train encoder, quantiser and decoder end to end."""
     import torch
     from claricodec.codec import CodecConfig
@@ -167,6 +170,8 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, ctc_weigh
         cfg.gan_start = gan_start
     if ctc_weight is not None:
         cfg.ctc_weight = ctc_weight
+    if speed_perturb is not None:
+        cfg.speed_perturb = speed_perturb
     if distill_weight is not None and distill_weight != cfg.distill_weight:
         cfg.distill_weight = distill_weight
         # The validation score weighs distillation by this: a best score kept under the

@@ -24,7 +24,7 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
               "--warmstart", str(tmp_path / "ws.safetensors"), "--threads", "1", "--device", "cpu"]
     result = runner.invoke(main, common + ["--fresh", "--until", "1", "--steps", "10",
                                            "--gan-start", "100", "--ctc-weight", "1.5",
-                                           "--distill-weight", "2.5"])
+                                           "--distill-weight", "2.5", "--speed-perturb", "0.1"])
     assert result.exit_code == 0, result.output
     assert (run_dir / "state.pt").exists() and (tmp_path / "ws.safetensors").exists()
     result = runner.invoke(main, common + ["--until", "2"])
@@ -34,6 +34,7 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
     for config in (first, resumed):
         assert (config["ctc_weight"], config["distill_weight"]) == (1.5, 2.5)
         assert (config["steps"], config["gan_start"]) == (10, 100)
+        assert config["speed_perturb"] == 0.1
     result = runner.invoke(main, common + ["--until", "3", "--ctc-weight", "0"])
     assert result.exit_code == 0, result.output
     assert schedules(run_dir)[-1]["ctc_weight"] == 0.0
@@ -47,3 +48,5 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
     assert abs(state["best_score"] - (last["val_mel"] + 50 * last["val_distill"])) < 1e-6
     result = runner.invoke(main, common + ["--ctc-weight", "-1"])
     assert result.exit_code != 0 and "ctc-weight" in result.output
+    result = runner.invoke(main, common + ["--speed-perturb", "0.9"])
+    assert result.exit_code != 0 and "speed-perturb" in result.output

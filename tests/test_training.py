@@ -6,6 +6,7 @@ steps run, move the right parameters, resume, and export loadable weights.
 from __future__ import annotations
 
 import json
+import random
 import zlib
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 
 from claricodec.codec import CodecConfig
 from claricodec.quantizer import FSQPolicy
-from claricodec.train.stage1 import Stage1Config, Stage1Trainer, code_usage_loss
+from claricodec.train.stage1 import Corpus, Stage1Config, Stage1Trainer, code_usage_loss
 from claricodec.train.stage2 import (Stage2Config, Stage2Trainer, categorical_kl,
                                      group_advantages, policy_loss)
 from claricodec.weights import add_encoder, export_weights, load_codec
@@ -50,6 +51,29 @@ def test_usage_loss_is_zero_when_levels_are_used_evenly_and_large_when_collapsed
     q = FSQPolicy((4, 4, 4, 4))
     assert code_usage_loss(q, even, mask, sharpness=0.05) < 0.01
     assert code_usage_loss(q, collapsed, mask) > 4.0
+
+
+def test_speed_perturbation_changes_length_and_keeps_teacher_frames_and_text_aligned(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = 40
+    np.save(tmp_path / "audio.npy", (rng.normal(size=640 * frames) * 3000).astype(np.int16))
+    # A teacher that ramps over time, so stretching it can be checked at the ends.
+    ramp = np.linspace(0, 1, frames, dtype=np.float16)[:, None].repeat(384, 1)
+    np.save(tmp_path / "teacher.npy", ramp)
+    (tmp_path / "index.json").write_text(json.dumps(
+        [{"id": "u", "text": "HELLO", "offset": 0, "length": 640 * frames}]))
+    corpus = Corpus(tmp_path)
+    plain = corpus.load([0], 8.0, random.Random(0), (0.0, 0.0))
+    assert plain[0].shape[-1] == 640 * frames and plain[2].item() == frames
+    lengths = set()
+    for seed in range(6):
+        audio, teacher, n, texts = corpus.load([0], 8.0, random.Random(seed), (0.0, 0.0),
+                                               speed_perturb=0.1)
+        assert audio.shape[-1] == 640 * n.item() == 640 * teacher.shape[1]
+        assert 0.9 * frames - 1 <= n.item() <= frames / 0.9 + 1 and texts == ["HELLO"]
+        assert teacher[0, 0, 0] < 0.05 and teacher[0, -1, 0] > 0.95
+        lengths.add(n.item())
+    assert len(lengths) > 2
 
 
 def test_stage1_steps_resume_warmstart_and_export(cache, tmp_path):

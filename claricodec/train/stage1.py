@@ -52,6 +52,7 @@ class Stage1Config:
     adv_weight: float = 1.0
     fm_weight: float = 2.0
     gan_crop_seconds: float = 1.0
+    speed_perturb: float = 0.0  # each utterance played at 1 +- up to this speed (0: off)
     channel_noise_share: float = 0.3  # batches with sampled / flipped / dropped codes
     max_bit_error_rate: float = 0.02
     max_drop_rate: float = 0.1
@@ -104,7 +105,8 @@ class Corpus:
         rng.shuffle(batches)
         return batches
 
-    def load(self, ids: list[int], max_seconds: float, rng: random.Random, gain_db=(-12.0, 4.0)):
+    def load(self, ids: list[int], max_seconds: float, rng: random.Random, gain_db=(-12.0, 4.0),
+             speed_perturb: float = 0.0):
         max_len = int(max_seconds * 16000) // HOP * HOP
         items = []
         for i in ids:
@@ -122,6 +124,9 @@ class Corpus:
                 f0 = (utt["offset"] + start) // HOP
                 teacher = self.teacher[f0:f0 + length // HOP].astype(np.float32)
             text = utt.get("text") if start == 0 and utt["length"] <= max_len else None
+            if speed_perturb:
+                audio, teacher = change_speed(audio, teacher,
+                                              1 + rng.uniform(-speed_perturb, speed_perturb))
             items.append((audio * gain, teacher, text))
         longest = max(len(a) for a, _, _ in items)
         audio = torch.zeros(len(items), longest)
@@ -134,6 +139,23 @@ class Corpus:
                 teacher[b, :len(t)] = torch.from_numpy(t)
         texts = [t for _, _, t in items]
         return audio, teacher, frames, texts
+
+
+def change_speed(audio: np.ndarray, teacher: np.ndarray | None, factor: float
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Play `audio` `factor` times as fast, pitch moving with it (speed perturbation, as in
+    Kaldi recipes): more voices from the same 8 hours. The teacher frames are stretched to
+    the new length; the words, and so the CTC targets, do not change."""
+    import soxr
+    out = soxr.resample(audio, 16000 * factor, 16000)
+    out = np.ascontiguousarray(out[:max(HOP, len(out) // HOP * HOP)], dtype=np.float32)
+    if len(out) < HOP:
+        out = np.pad(out, (0, HOP - len(out)))
+    if teacher is not None:
+        frames = torch.from_numpy(np.ascontiguousarray(teacher.T))[None]  # [1, 384, T]
+        teacher = F.interpolate(frames, size=len(out) // HOP, mode="linear",
+                                align_corners=False)[0].T.numpy()
+    return out, teacher
 
 
 def text_to_targets(text: str) -> list[int]:
@@ -337,7 +359,8 @@ class Stage1Trainer:
 
     def train_step(self, ids: list[int]) -> dict:
         cfg = self.cfg
-        audio, teacher, frames, texts = self.train.load(ids, cfg.max_seconds, self.rng)
+        audio, teacher, frames, texts = self.train.load(ids, cfg.max_seconds, self.rng,
+                                                        speed_perturb=cfg.speed_perturb)
         audio, teacher = audio.to(self.device), teacher.to(self.device)
         q = self.codec.quantizer
         h = self.codec.encoder(audio)
