@@ -131,6 +131,9 @@ def unpack(pack_dir, cache):
 @click.option("--until", type=int, default=None, help="Stop after this many steps in total.")
 @click.option("--steps", type=int, default=None,
               help="Schedule length (learning-rate decay). Default: the resumed run's, else 40000.")
+@click.option("--restart", "restart_lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="LR", help="Warm restart: a new learning-rate cycle from the current step, "
+              "peaking at LR (warm-up 500 steps, cosine to --steps, which it needs).")
 @click.option("--gan-start", type=int, default=None,
               help="Step at which the discriminators join. Default: the resumed run's, else 24000.")
 @click.option("--ctc-weight", type=click.FloatRange(min=0), default=None,
@@ -144,8 +147,8 @@ def unpack(pack_dir, cache):
               help="Stop after this much wall time (then validate and save), e.g. a GPU loan's limit.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, ctc_weight, distill_weight,
-           speed_perturb, minutes, threads, device):
+def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_start, ctc_weight,
+           distill_weight, speed_perturb, minutes, threads, device):
     """Stage 1: train encoder, quantiser and decoder end to end."""
     import torch
     from claricodec.codec import CodecConfig
@@ -163,6 +166,10 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, gan_start, ctc_weigh
         trainer.load_warmstart(warmstart)
         console.print(f"warm-started from {warmstart} at step {trainer.step}")
     # A resumed run keeps its own schedule unless these flags change it.
+    if restart_lr is not None:
+        if not steps or steps <= trainer.step:
+            fail(f"--restart needs --steps beyond the current step ({trainer.step})")
+        trainer.restart_cycle(restart_lr, steps)
     cfg = trainer.cfg
     if steps:
         cfg.steps = steps

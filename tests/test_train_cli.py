@@ -50,3 +50,31 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
     assert result.exit_code != 0 and "ctc-weight" in result.output
     result = runner.invoke(main, common + ["--speed-perturb", "0.9"])
     assert result.exit_code != 0 and "speed-perturb" in result.output
+
+
+def test_restart_begins_a_new_learning_rate_cycle_and_a_resume_keeps_it(prepared, tmp_path):  # noqa: F811
+    runner = CliRunner()
+    run_dir = tmp_path / "run"
+    common = ["train", "stage1", "--cache", str(prepared), "--run-dir", str(run_dir),
+              "--warmstart", str(tmp_path / "ws.safetensors"), "--threads", "1", "--device", "cpu"]
+    result = runner.invoke(main, common + ["--fresh", "--until", "2", "--steps", "10"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, common + ["--restart", "1e-3"])
+    assert result.exit_code != 0 and "--restart needs --steps" in result.output
+    result = runner.invoke(main, common + ["--restart", "1e-3", "--steps", "2"])
+    assert result.exit_code != 0 and "beyond the current step (2)" in result.output
+    result = runner.invoke(main, common + ["--restart", "1e-3", "--steps", "1002", "--until", "3"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, common + ["--until", "4"])
+    assert result.exit_code == 0 and "resumed at step 3" in result.output
+    config = schedules(run_dir)[-1]
+    assert (config["lr"], config["steps"], config["cycle_start"]) == (1e-3, 1002, 2)
+
+    from claricodec.codec import CodecConfig
+    from claricodec.train.stage1 import Stage1Config, Stage1Trainer
+    trainer = Stage1Trainer(CodecConfig(), Stage1Config(**config), prepared / "train", None,
+                            tmp_path / "other")
+    assert trainer.lr_at(2) == 1e-3 / 500  # warm-up counted from the restart
+    assert trainer.lr_at(501) == 1e-3  # the peak, at the end of the warm-up
+    assert trainer.lr_at(502) < trainer.lr_at(501)  # the cosine (counted from the restart)
+    assert abs(trainer.lr_at(1002) - 0.05e-3) < 1e-9  # cosine ends at 5 % at --steps

@@ -40,6 +40,7 @@ TEACHER_DIM = 384
 class Stage1Config:
     steps: int = 40_000
     lr: float = 6e-4
+    cycle_start: int = 0  # step where the learning-rate cycle (warm-up, cosine) began
     batch_seconds: float = 20.0  # audio per batch (whole utterances, padded)
     max_seconds: float = 8.0  # longer utterances are cropped (and skip CTC)
     distill_weight: float = 3.0
@@ -433,11 +434,19 @@ class Stage1Trainer:
         self.codec.load_state_dict(self.ema.state_dict())
 
     def lr_at(self, step: int) -> float:
-        warmup = 500
-        if step < warmup:
-            return self.cfg.lr * (step + 1) / warmup
-        progress = min(1.0, step / self.cfg.steps)
+        """Linear warm-up over 500 steps, then cosine down to 5 % at `steps`; both counted
+        from `cycle_start` (0, or where a warm restart began a new cycle)."""
+        warmup, start = 500, self.cfg.cycle_start
+        if step - start < warmup:
+            return self.cfg.lr * (step - start + 1) / warmup
+        progress = min(1.0, (step - start) / max(1, self.cfg.steps - start))
         return self.cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def restart_cycle(self, lr: float, steps: int) -> None:
+        """A warm restart: a new warm-up and cosine from the current step to `steps`."""
+        if steps <= self.step:
+            raise ValueError(f"a new cycle must end after the current step ({self.step})")
+        self.cfg = replace(self.cfg, lr=lr, steps=steps, cycle_start=self.step)
 
     # --- validation ------------------------------------------------------------------------
 
