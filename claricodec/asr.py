@@ -4,6 +4,7 @@
     asr = ASR()                                    # Whisper tiny.en, offline, CPU int8
     texts = asr.texts(clips)                       # 16 kHz float32 clips -> strings
     results = asr.transcribe(clips, REWARD)        # + no-speech prob, log-prob, flags
+    scores = asr.reference_logprob(clips, refs)    # teacher-forced log-likelihood of refs
 
 Why not faster-whisper's `WhisperModel.transcribe`: it is a per-file pipeline (segments,
 timestamps, temperature fallback, one clip per call) built for long recordings. Scoring a
@@ -183,6 +184,32 @@ class ASR:
             for i, result in zip(batch, self._generate([clips[i] for i in batch], options)):
                 results[i] = result
         return results
+
+    def reference_logprob(self, clips, texts: list[str], options: DecodeOptions = REWARD
+                          ) -> list[float]:
+        """Mean log-probability per token of each reference text given its clip, with
+        Whisper's decoder fed the reference (teacher forcing): a dense score of how well
+        the audio supports the words, where an error rate jumps by whole words. References
+        are upper-case transcripts; they are lower-cased first (Whisper writes sentence
+        case, so casing would otherwise cost every clip alike). An empty text scores 0."""
+        import ctranslate2
+        clips = [np.asarray(c, dtype=np.float32).reshape(-1) for c in clips]
+        if len(clips) != len(texts):
+            raise ValueError(f"{len(clips)} clips but {len(texts)} texts")
+        tok = self.tokenizer
+        prompt = list(tok.sot_sequence) + [tok.no_timestamps]
+        scores = [0.0] * len(clips)
+        todo = [i for i, text in enumerate(texts) if text.strip()]
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start:start + self.batch_size]
+            frames = int(round(_window([clips[i] for i in batch], options) * SAMPLE_RATE / HOP))
+            mel = np.stack([self._mel(clips[i], frames) for i in batch])
+            features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32))
+            tokens = [tok.encode(" " + " ".join(texts[i].lower().split())) for i in batch]
+            for i, result in zip(batch, self.model.align(features, prompt, tokens, frames)):
+                probs = np.clip(np.asarray(result.text_token_probs, dtype=np.float64), 1e-12, 1.0)
+                scores[i] = float(np.log(probs).mean())
+        return scores
 
     # --- the direct CTranslate2 backend ---------------------------------------------------
 

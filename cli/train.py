@@ -250,7 +250,9 @@ def _git_commit() -> str:
 @click.option("--steps", type=int, default=None, help="Total steps (default 1500).")
 @click.option("--until", type=int, default=None, help="Stop after this many steps in total.")
 @click.option("--group-size", type=int, default=None, help="Samples per utterance (default 8).")
-@click.option("--reward", type=click.Choice(["cer", "wer"]), default="cer", show_default=True)
+@click.option("--reward", type=click.Choice(["cer", "wer", "loglik"]), default="cer", show_default=True,
+              help="1 - CER, 1 - WER, or loglik: the reward ASR's mean log-probability of the "
+                   "reference tokens on the decoded audio (teacher-forced, dense).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Learning rate (default 1e-5).")
 @click.option("--kl-weight", type=click.FloatRange(min=0), default=None,

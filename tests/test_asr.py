@@ -85,6 +85,20 @@ def test_time_reversed_speech_is_not_the_forward_text(asr, hello):
     assert wer(HELLO_TEXT, result.text) >= 0.7, result.text
 
 
+def test_reference_log_likelihood_ranks_the_right_text_and_audio_first(asr, hello):
+    reference = "THE QUICK BROWN FOX JUMPED OVER THE LAZY DOG PLEASE CALL ME BACK AT SEVEN"
+    wrong = "SUCH AN ECONOMIC HARP STONE THAT IS OTHER THAN A TODD"
+    backwards = np.ascontiguousarray(hello[::-1])
+    right, other, reversed_audio, empty = asr.reference_logprob(
+        [hello, hello, backwards, hello], [reference, wrong, reference, "  "])
+    assert right > other + 2 and right > reversed_audio + 1, (right, other, reversed_audio)
+    assert -2.0 < right < 0 and empty == 0.0
+    # Batched or one at a time, the same scores (each clip gets its own features).
+    assert abs(asr.reference_logprob([hello], [reference])[0] - right) < 1e-4
+    with pytest.raises(ValueError, match="2 clips but 1 texts"):
+        asr.reference_logprob([hello, hello], [reference])
+
+
 def test_output_is_capped_by_duration(asr, hello):
     tight = replace(REWARD, max_tokens_per_second=1.0, extra_tokens=0)
     result = asr.transcribe([hello], tight)[0]

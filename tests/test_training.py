@@ -181,6 +181,9 @@ class FakeASR:
     def texts(self, clips, options=None):
         return [self.texts_pool[zlib.crc32(np.asarray(c).tobytes()) % 4] for c in clips]
 
+    def reference_logprob(self, clips, texts, options=None):
+        return [-(zlib.crc32(np.asarray(c).tobytes()) % 100) / 10 for c in clips]
+
 
 def test_grpo_helpers():
     assert torch.equal(group_advantages(torch.ones(8)), torch.zeros(8))
@@ -215,6 +218,19 @@ def test_stage2_moves_only_the_encoder(cache, tiny_weights, tmp_path, control):
     assert any(not torch.equal(encoder_before[k], v) for k, v in codec.encoder.state_dict().items())
     assert "eval_error" in (tmp_path / "run" / "train.log").read_text()
     assert trainer.reference_text(2) in FakeASR.texts_pool  # no transcript: ASR of original
+
+
+def test_stage2_log_likelihood_reward(cache, tiny_weights, tmp_path):
+    codec, _ = load_codec(tiny_weights, "stage1")
+    codec.quantizer.temperature.fill_(0.5)
+    cfg = Stage2Config(steps=1, group_size=4, utterances_per_step=1, eval_every=1, eval_count=2,
+                       reward="loglik", lr=1e-3)
+    trainer = Stage2Trainer(codec, cfg, cache, tmp_path / "run", FakeASR(), None)
+    loss, stats = trainer.utterance_loss(0)
+    assert stats["reward"] <= 0 and stats["reward_std"] > 0 and stats["pg"] != 0.0
+    assert trainer.metric == "cer"  # the argmax-path check still counts characters
+    trainer.run()
+    assert '"eval_error"' in (tmp_path / "run" / "train.log").read_text()
 
 
 def test_rl_encoder_ships_beside_stage1_and_keeps_model_id(tiny_weights, tmp_path):

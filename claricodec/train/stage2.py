@@ -3,8 +3,10 @@
 The quantiser is the policy: per frame and dimension a categorical over the FSQ levels
 (logits -distance^2 / the temperature frozen at the end of stage 1). For each utterance a
 group of G code sequences is sampled, decoded by the frozen decoder, transcribed, and
-rewarded with 1 - CER (or WER), clipped to [0, 1]. Advantages are the rewards normalised
-within the group. Loss per utterance:
+rewarded with 1 - CER (or WER), clipped to [0, 1]; or, with reward "loglik", scored by the
+ASR's teacher-forced mean log-probability of the reference tokens, a dense reward that
+moves with every sampled frame where an error rate moves by whole words. Advantages are
+the rewards normalised within the group. Loss per utterance:
 
     PPO-clipped policy gradient (per frame, GRPO style)
   + kl_weight  * exact KL(policy || stage-1 policy), per dimension, mean over frames
@@ -42,7 +44,7 @@ class Stage2Config:
     clip_eps: float = 0.2
     kl_weight: float = 0.05
     mel_weight: float = 1.0
-    reward: str = "cer"  # "cer" (smoother) or "wer"
+    reward: str = "cer"  # "cer" (smoother than "wer") or "loglik" (dense; see module docstring)
     max_seconds: float = 6.0
     eval_every: int = 50
     eval_count: int = 48  # fixed train subset for the argmax-path check
@@ -111,9 +113,14 @@ class Stage2Trainer:
             self.asr_references[i] = self.asr.texts([self._audio(i)], self.reward_options)[0]
         return self.asr_references[i]
 
+    @property
+    def metric(self) -> str:
+        """The error rate that rewards (cer, wer) or, for loglik, checks the argmax path."""
+        return "wer" if self.cfg.reward == "wer" else "cer"
+
     def error_rate(self, reference: str, hypothesis: str) -> float:
         errors = self.count_errors(reference, hypothesis)
-        rate = errors.cer if self.cfg.reward == "cer" else errors.wer
+        rate = getattr(errors, self.metric)
         return 1.0 if rate is None else min(1.0, rate)
 
     # --- one utterance ---------------------------------------------------------------------
@@ -127,9 +134,13 @@ class Stage2Trainer:
             zg = z.detach().expand(cfg.group_size, -1, -1)
             k, old_logp = q.sample(zg)  # [G, D, T] levels, [G, T] log-probability per frame
             decoded = self.codec.decoder(q.scaled(k)).cpu().numpy()
-        hyps = self.asr.texts(list(decoded), self.reward_options)
         reference = self.reference_text(i)
-        rewards = torch.tensor([1.0 - self.error_rate(reference, h) for h in hyps])
+        if cfg.reward == "loglik":
+            rewards = torch.tensor(self.asr.reference_logprob(
+                list(decoded), [reference] * cfg.group_size, self.reward_options))
+        else:
+            hyps = self.asr.texts(list(decoded), self.reward_options)
+            rewards = torch.tensor([1.0 - self.error_rate(reference, h) for h in hyps])
         advantages = torch.zeros_like(rewards) if cfg.control else group_advantages(rewards)
 
         logp = q.log_prob(z.expand(cfg.group_size, -1, -1), k)
@@ -158,7 +169,7 @@ class Stage2Trainer:
             refs.append(self.reference_text(i))
         hyps = self.asr.texts(clips, self.reward_options)
         total = sum((self.count_errors(r, h) for r, h in zip(refs, hyps)), start=self.no_errors())
-        rate = total.cer if self.cfg.reward == "cer" else total.wer
+        rate = getattr(total, self.metric)
         return float(rate if rate is not None else 1.0)
 
     # --- state ------------------------------------------------------------------------------
@@ -218,7 +229,7 @@ class Stage2Trainer:
             if self.step % cfg.eval_every == 0:
                 error = self.evaluate()
                 self._log({"step": self.step, "eval_error": error})
-                self.log(f"step {self.step}: train-subset {cfg.reward.upper()} {error:.4f} (best {self.best_error:.4f})")
+                self.log(f"step {self.step}: train-subset {self.metric.upper()} {error:.4f} (best {self.best_error:.4f})")
                 if error < self.best_error:
                     self.best_error, self.strikes = error, 0
                     self.best_state = copy.deepcopy(self.codec.encoder.state_dict())
