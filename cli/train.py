@@ -225,6 +225,38 @@ def export(run_dir, warmstart, cache, out):
     console.print(f"exported step {trainer.step} (temperature {temperature:.4f}) to {out}")
 
 
+@train.command()
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="The run whose current state to write (default ~/.cache/claricodec/runs/stage1).")
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared data cache.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("weights/warmstart/stage1.safetensors"), show_default=True)
+def snapshot(run_dir, cache, out):
+    """Write a run's current state as the compact warm-start, whatever its validation score.
+
+    Training replaces the warm-start only when the dev validation score improves; a
+    checkpoint chosen another way (by WER on train utterances, say) is saved with this, so
+    the warm-start in git matches the shipped weights. Its gate starts from these weights'
+    own validation score."""
+    import torch
+    from claricodec.codec import CodecConfig
+    from claricodec.train.stage1 import Stage1Config, Stage1Trainer, default_run_dir
+
+    torch.set_num_threads(2)
+    dev_dir = _cache_dir(cache, "dev")
+    trainer = Stage1Trainer(CodecConfig(), Stage1Config(), _cache_dir(cache, "train"),
+                            dev_dir if dev_dir.exists() else None, run_dir or default_run_dir(),
+                            "cpu", out, log=console.print)
+    if not trainer.resume():
+        fail(f"no training state in {trainer.run_dir}")
+    val = trainer.validate()
+    if val:
+        trainer.best_score = trainer.validation_score(val)
+    trainer.write_warmstart()
+    score = f"validation score {trainer.best_score:.4f}" if val else "no dev set to validate on"
+    console.print(f"wrote step {trainer.step} to {out} ({score})")
+
+
 def _sha256(path: Path) -> str:
     import hashlib
     return hashlib.sha256(path.read_bytes()).hexdigest()

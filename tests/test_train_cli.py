@@ -78,3 +78,30 @@ def test_restart_begins_a_new_learning_rate_cycle_and_a_resume_keeps_it(prepared
     assert trainer.lr_at(501) == 1e-3  # the peak, at the end of the warm-up
     assert trainer.lr_at(502) < trainer.lr_at(501)  # the cosine (counted from the restart)
     assert abs(trainer.lr_at(1002) - 0.05e-3) < 1e-9  # cosine ends at 5 % at --steps
+
+
+def test_snapshot_writes_the_run_state_as_warmstart_with_its_own_score(prepared, tmp_path):  # noqa: F811
+    from claricodec.train.stage1 import read_warmstart, tensors_metadata
+    runner = CliRunner()
+    run_dir = tmp_path / "run"
+    result = runner.invoke(main, ["train", "snapshot", "--cache", str(prepared),
+                                  "--run-dir", str(run_dir), "--out", str(tmp_path / "s.safetensors")])
+    assert result.exit_code != 0 and "no training state" in result.output
+    result = runner.invoke(main, ["train", "stage1", "--cache", str(prepared), "--run-dir",
+                                  str(run_dir), "--warmstart", str(tmp_path / "ws.safetensors"),
+                                  "--threads", "1", "--device", "cpu", "--fresh", "--until", "2",
+                                  "--steps", "10"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "snap.safetensors"
+    result = runner.invoke(main, ["train", "snapshot", "--cache", str(prepared),
+                                  "--run-dir", str(run_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "wrote step 2" in result.output
+    meta = json.loads(tensors_metadata(out)["training"])
+    last = [json.loads(line) for line in (run_dir / "train.log").read_text().splitlines()
+            if '"val_mel"' in line][-1]
+    assert meta["step"] == 2 and abs(meta["best_score"] - last["score"]) < 1e-4
+    ema = torch.load(run_dir / "state.pt", weights_only=False)["ema"]
+    codec = read_warmstart(out)["codec"]
+    assert codec.keys() == ema.keys()
+    assert all(torch.equal(codec[k], ema[k].half().float()) for k in ema)
