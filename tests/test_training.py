@@ -225,9 +225,22 @@ def test_stage2_log_likelihood_reward(cache, tiny_weights, tmp_path):
     codec.quantizer.temperature.fill_(0.5)
     cfg = Stage2Config(steps=1, group_size=4, utterances_per_step=1, eval_every=1, eval_count=2,
                        reward="loglik", lr=1e-3)
-    trainer = Stage2Trainer(codec, cfg, cache, tmp_path / "run", FakeASR(), None)
+
+    class ScoringASR(FakeASR):
+        """Remembers the log-likelihoods it handed out."""
+        given: list[float] = []
+
+        def reference_logprob(self, clips, texts, options=None):
+            scores = super().reference_logprob(clips, texts, options)
+            self.given.extend(scores)
+            return scores
+
+    asr = ScoringASR()
+    trainer = Stage2Trainer(codec, cfg, cache, tmp_path / "run", asr, None)
     loss, stats = trainer.utterance_loss(0)
-    assert stats["reward"] <= 0 and stats["reward_std"] > 0 and stats["pg"] != 0.0
+    # The rewards are the group's log-likelihoods (they differ, so advantages are non-zero).
+    assert len(asr.given) == 4 and abs(stats["reward"] - np.mean(asr.given)) < 1e-5
+    assert stats["reward_std"] > 0
     assert trainer.metric == "cer"  # the argmax-path check still counts characters
     trainer.run()
     assert '"eval_error"' in (tmp_path / "run" / "train.log").read_text()
