@@ -17,6 +17,16 @@ def _cache_dir(cache: Path | None, split: str) -> Path:
     return (cache or DEFAULT_CACHE / "data") / split
 
 
+def _stage1_trainer(cache: Path | None, run_dir: Path | None, device: str, warmstart: Path | None):
+    """A stage-1 trainer on the cache's train split, validating on its dev split if any."""
+    from claricodec.codec import CodecConfig
+    from claricodec.train.stage1 import Stage1Config, Stage1Trainer, default_run_dir
+    dev_dir = _cache_dir(cache, "dev")
+    return Stage1Trainer(CodecConfig(), Stage1Config(), _cache_dir(cache, "train"),
+                         dev_dir if dev_dir.exists() else None, run_dir or default_run_dir(),
+                         device, warmstart, log=console.print)
+
+
 @click.group()
 def train():
     """Train the codec (stage 1) and export weights for shipping."""
@@ -151,15 +161,10 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
            distill_weight, speed_perturb, minutes, threads, device):
     """Stage 1: train encoder, quantiser and decoder end to end."""
     import torch
-    from claricodec.codec import CodecConfig
-    from claricodec.train.stage1 import Stage1Config, Stage1Trainer, default_run_dir
     from .ui import pick_device
 
     torch.set_num_threads(threads)
-    dev_dir = _cache_dir(cache, "dev")
-    trainer = Stage1Trainer(CodecConfig(), Stage1Config(), _cache_dir(cache, "train"),
-                            dev_dir if dev_dir.exists() else None, run_dir or default_run_dir(),
-                            pick_device(device), warmstart, log=console.print)
+    trainer = _stage1_trainer(cache, run_dir, pick_device(device), warmstart)
     if resume and trainer.resume():
         console.print(f"resumed at step {trainer.step}")
     elif resume and warmstart and warmstart.exists():
@@ -239,14 +244,9 @@ def snapshot(run_dir, cache, out):
     the warm-start in git matches the shipped weights. Its gate starts from these weights'
     own validation score."""
     import torch
-    from claricodec.codec import CodecConfig
-    from claricodec.train.stage1 import Stage1Config, Stage1Trainer, default_run_dir
 
     torch.set_num_threads(2)
-    dev_dir = _cache_dir(cache, "dev")
-    trainer = Stage1Trainer(CodecConfig(), Stage1Config(), _cache_dir(cache, "train"),
-                            dev_dir if dev_dir.exists() else None, run_dir or default_run_dir(),
-                            "cpu", out, log=console.print)
+    trainer = _stage1_trainer(cache, run_dir, "cpu", out)
     if not trainer.resume():
         fail(f"no training state in {trainer.run_dir}")
     val = trainer.validate()
