@@ -192,20 +192,16 @@ class ASR:
         the audio supports the words, where an error rate jumps by whole words. References
         are upper-case transcripts; they are lower-cased first (Whisper writes sentence
         case, so casing would otherwise cost every clip alike). An empty text scores 0."""
-        import ctranslate2
         clips = [np.asarray(c, dtype=np.float32).reshape(-1) for c in clips]
         if len(clips) != len(texts):
             raise ValueError(f"{len(clips)} clips but {len(texts)} texts")
-        tok = self.tokenizer
-        prompt = list(tok.sot_sequence) + [tok.no_timestamps]
+        prompt = self._prompt(options)
         scores = [0.0] * len(clips)
         todo = [i for i, text in enumerate(texts) if text.strip()]
         for start in range(0, len(todo), self.batch_size):
             batch = todo[start:start + self.batch_size]
-            frames = int(round(_window([clips[i] for i in batch], options) * SAMPLE_RATE / HOP))
-            mel = np.stack([self._mel(clips[i], frames) for i in batch])
-            features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32))
-            tokens = [tok.encode(" " + " ".join(texts[i].lower().split())) for i in batch]
+            features, frames = self._features([clips[i] for i in batch], options)
+            tokens = [self.tokenizer.encode(" " + " ".join(texts[i].lower().split())) for i in batch]
             for i, result in zip(batch, self.model.align(features, prompt, tokens, frames)):
                 probs = np.clip(np.asarray(result.text_token_probs, dtype=np.float64), 1e-12, 1.0)
                 scores[i] = float(np.log(probs).mean())
@@ -224,15 +220,25 @@ class ASR:
             mel = np.concatenate([mel, pad], axis=1)
         return mel
 
-    def _generate(self, clips: list[np.ndarray], options: DecodeOptions) -> list[Transcript]:
+    def _features(self, clips: list[np.ndarray], options: DecodeOptions):
+        """A batch's log-mel features in one window fitted to it (or options' fixed one),
+        and that window's length in mel frames."""
         import ctranslate2
         frames = int(round(_window(clips, options) * SAMPLE_RATE / HOP))
         mel = np.stack([self._mel(c, frames) for c in clips])
-        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32))
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32)), frames
+
+    def _prompt(self, options: DecodeOptions) -> list[int]:
+        """Start of transcript, language (multilingual models), no timestamps."""
         tok = self.tokenizer
         prompt = list(tok.sot_sequence) + [tok.no_timestamps]
         if self.model.is_multilingual:
             prompt[1] = tok.tokenizer.token_to_id(f"<|{options.language}|>")
+        return prompt
+
+    def _generate(self, clips: list[np.ndarray], options: DecodeOptions) -> list[Transcript]:
+        features, _ = self._features(clips, options)
+        prompt = self._prompt(options)
         caps = [options.token_cap(len(c) / SAMPLE_RATE) for c in clips]
         sampling = {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": options.temperature} \
             if options.temperature > 0 else {"beam_size": options.beam_size, "patience": options.patience}
