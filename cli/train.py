@@ -61,14 +61,17 @@ def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: 
               help="Which slice of the train split: use a new one for each GPU run.")
 @click.option("--max-mb", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="Size budget of the train slice (the working tree and wheels travel too).")
+@click.option("--teacher-dims", type=click.IntRange(1, 384), default=128, show_default=True,
+              help="Principal components of the train split's teacher states to carry (384: all).")
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared data cache.")
 @click.option("--wheels/--no-wheels", default=True, show_default=True,
               help="Also download the wheels the GPU machine lacks (needs the package index).")
-def pack(out, part, max_mb, cache, wheels):
+def pack(out, part, max_mb, teacher_dims, cache, wheels):
     """Pack a slice of the prepared data (plus run.sh) for stage 1 on a borrowed GPU.
 
-    Audio travels as Ogg/Opus and teacher states as int8: ~40 minutes of speech in 30 MB.
-    On the GPU machine, from the repository root with OUT carried: `bash OUT/run.sh`.
+    Audio travels as Ogg/Opus and teacher states as int8 principal components: ~70 minutes
+    of speech in 30 MB. On the GPU machine, from the repository root with OUT carried:
+    `bash OUT/run.sh`.
     """
     import subprocess
     import sys
@@ -88,9 +91,9 @@ def pack(out, part, max_mb, cache, wheels):
         tmp = Path(tmp)
         try:
             train_index = json.loads((train_dir / "index.json").read_text())
-            ids = part_ids(train_index, int(max_mb * 1e6), part)
+            ids = part_ids(train_index, int(max_mb * 1e6), part, teacher_dims=teacher_dims)
             console.print(f"packing part {part}: {len(ids)} train utterances")
-            pack_split(train_dir, tmp / "train", ids)
+            pack_split(train_dir, tmp / "train", ids, teacher_dims)
             dev_count = len(json.loads((dev_dir / "index.json").read_text()))
             pack_split(dev_dir, tmp / "dev", validation_ids(dev_count))
         except PackError as err:
@@ -153,12 +156,15 @@ def unpack(pack_dir, cache):
 @click.option("--speed-perturb", type=click.FloatRange(min=0, max=0.5), default=None,
               help="Play each training utterance at a random speed within 1 +- this (pitch "
                    "moves with it), e.g. 0.1. Default: the resumed run's, else 0 (off).")
+@click.option("--batch-seconds", type=click.FloatRange(min=1), default=None,
+              help="Audio per batch. Default: the resumed run's, else 20 (for the CPU; a GPU "
+                   "wants more, e.g. 80).")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this much wall time (then validate and save), e.g. a GPU loan's limit.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_start, ctc_weight,
-           distill_weight, speed_perturb, minutes, threads, device):
+           distill_weight, speed_perturb, batch_seconds, minutes, threads, device):
     """Stage 1: train encoder, quantiser and decoder end to end."""
     import torch
     from .ui import pick_device
@@ -184,6 +190,8 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
         cfg.ctc_weight = ctc_weight
     if speed_perturb is not None:
         cfg.speed_perturb = speed_perturb
+    if batch_seconds is not None:
+        cfg.batch_seconds = batch_seconds
     if distill_weight is not None and distill_weight != cfg.distill_weight:
         cfg.distill_weight = distill_weight
         # The validation score weighs distillation by this: a best score kept under the
@@ -236,7 +244,9 @@ def export(run_dir, warmstart, cache, out):
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared data cache.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               default=Path("weights/warmstart/stage1.safetensors"), show_default=True)
-def snapshot(run_dir, cache, out):
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where to run the validation.")
+def snapshot(run_dir, cache, out, device):
     """Write a run's current state as the compact warm-start, whatever its validation score.
 
     Training replaces the warm-start only when the dev validation score improves; a
@@ -244,9 +254,10 @@ def snapshot(run_dir, cache, out):
     the warm-start in git matches the shipped weights. Its gate starts from these weights'
     own validation score."""
     import torch
+    from .ui import pick_device
 
     torch.set_num_threads(2)
-    trainer = _stage1_trainer(cache, run_dir, "cpu", out)
+    trainer = _stage1_trainer(cache, run_dir, pick_device(device), out)
     if not trainer.resume():
         fail(f"no training state in {trainer.run_dir}")
     val = trainer.validate()

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from claricodec.cli.main import main
-from claricodec.train.pack import (PackError, estimated_bytes, part_ids, quantize_teacher,
-                                   unpack_split)
+from claricodec.train.pack import (PackError, estimated_bytes, part_ids, project_teacher,
+                                   quantize_teacher, restore_teacher, teacher_basis, unpack_split)
 from claricodec.train.stage1 import Corpus
 
 from test_training import cache  # noqa: F401  (the three-utterance cache fixture)
@@ -19,13 +19,15 @@ from test_training import cache  # noqa: F401  (the three-utterance cache fixtur
 
 @pytest.fixture
 def prepared(cache, tmp_path):  # noqa: F811
-    """A prepared data cache (train/ and dev/) with teacher states."""
+    """A prepared data cache (train/ and dev/) with teacher states (of low rank, as Whisper's
+    are: most of their variance lies in a few directions)."""
     root = tmp_path / "data"
     rng = np.random.default_rng(0)
+    directions = rng.normal(size=(6, 384))
     for split in ("train", "dev"):
         shutil.copytree(cache, root / split)
         frames = len(np.load(root / split / "audio.npy")) // 640
-        teacher = rng.normal(size=(frames, 384)).astype(np.float16)
+        teacher = (rng.normal(size=(frames, 6)) @ directions + 3).astype(np.float16)
         teacher[:3] = 0  # frames without a teacher state stay zero
         np.save(root / split / "teacher.npy", teacher)
     return root
@@ -59,6 +61,33 @@ def test_teacher_int8_round_trip():
     assert np.all(np.abs(restored - teacher) <= scale[:, None] / 2 + 1e-6)
 
 
+def test_teacher_components_round_trip_and_frames_without_a_state_stay_empty():
+    rng = np.random.default_rng(2)
+    states = rng.normal(size=(300, 10)) @ rng.normal(size=(10, 384)) + rng.normal(size=384)
+    states += 0.01 * rng.normal(size=states.shape)
+    states[[0, 50]] = 0
+    mean, basis = teacher_basis(states, 12)
+    assert basis.shape == (12, 384) and np.allclose(basis @ basis.T, np.eye(12), atol=1e-4)
+    q, scale = quantize_teacher(project_teacher(states, mean, basis))
+    assert q.shape == (300, 12) and scale[0] == scale[50] == 0
+    restored = restore_teacher(q.astype(np.float32) * scale[:, None], mean, basis)
+    assert not restored[[0, 50]].any()
+    kept = np.abs(states).sum(1) > 0
+    cos = (restored * states).sum(1) / (np.linalg.norm(restored, axis=1) * np.linalg.norm(states, axis=1) + 1e-9)
+    assert np.all(cos[kept] > 0.999)
+    # Fewer components than the states' rank lose part of them: a real projection.
+    mean, basis = teacher_basis(states, 3)
+    restored = restore_teacher(project_teacher(states, mean, basis), mean, basis)
+    assert np.abs(restored - states)[kept].mean() > 0.1
+
+
+def test_fewer_teacher_components_fit_more_speech_in_a_part():
+    index = [{"length": 16000 * (1 + i % 7)} for i in range(400)]
+    whole = part_ids(index, 2_000_000, 0)
+    reduced = part_ids(index, 2_000_000, 0, teacher_dims=128)
+    assert len(reduced) > 1.5 * len(whole)
+
+
 def test_pack_then_unpack_rebuilds_a_cache_training_can_read(prepared, tmp_path):
     runner = CliRunner()
     out = tmp_path / "gpu"
@@ -66,6 +95,9 @@ def test_pack_then_unpack_rebuilds_a_cache_training_can_read(prepared, tmp_path)
     assert result.exit_code == 0, result.output
     assert (out / "run.sh").exists() and "DEVICE:-cuda" in (out / "run.sh").read_text()
     assert (out / "train" / "audio.ogg").exists() and not (out / "wheels").exists()
+    # Train teacher states travel as principal components; dev's whole, for validation.
+    assert np.load(out / "train" / "teacher-int8.npy").shape[1] == 128
+    assert (out / "train" / "teacher-basis.npy").exists() and not (out / "dev" / "teacher-basis.npy").exists()
     result = runner.invoke(main, ["train", "unpack", str(out), "--cache", str(tmp_path / "back")])
     assert result.exit_code == 0, result.output
     for split in ("train", "dev"):
@@ -85,6 +117,7 @@ def test_pack_then_unpack_rebuilds_a_cache_training_can_read(prepared, tmp_path)
             cos = (ta.astype(np.float64) * tb).sum(1) / (
                 np.linalg.norm(ta.astype(np.float64), axis=1) * np.linalg.norm(tb.astype(np.float64), axis=1) + 1e-9)
             assert np.all(cos[np.abs(ta).sum(1) > 0] > 0.999)
+            assert not tb[np.abs(ta).sum(1) == 0].any()  # no teacher state: still none
 
 
 def test_pack_refuses_a_non_empty_folder_and_a_missing_part(prepared, tmp_path):

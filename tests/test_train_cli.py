@@ -24,7 +24,8 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
               "--warmstart", str(tmp_path / "ws.safetensors"), "--threads", "1", "--device", "cpu"]
     result = runner.invoke(main, common + ["--fresh", "--until", "1", "--steps", "10",
                                            "--gan-start", "100", "--ctc-weight", "1.5",
-                                           "--distill-weight", "2.5", "--speed-perturb", "0.1"])
+                                           "--distill-weight", "2.5", "--speed-perturb", "0.1",
+                                           "--batch-seconds", "7"])
     assert result.exit_code == 0, result.output
     assert (run_dir / "state.pt").exists() and (tmp_path / "ws.safetensors").exists()
     result = runner.invoke(main, common + ["--until", "2"])
@@ -34,7 +35,7 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
     for config in (first, resumed):
         assert (config["ctc_weight"], config["distill_weight"]) == (1.5, 2.5)
         assert (config["steps"], config["gan_start"]) == (10, 100)
-        assert config["speed_perturb"] == 0.1
+        assert config["speed_perturb"] == 0.1 and config["batch_seconds"] == 7.0
     result = runner.invoke(main, common + ["--until", "3", "--ctc-weight", "0"])
     assert result.exit_code == 0, result.output
     assert schedules(run_dir)[-1]["ctc_weight"] == 0.0
@@ -50,6 +51,8 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
     assert result.exit_code != 0 and "ctc-weight" in result.output
     result = runner.invoke(main, common + ["--speed-perturb", "0.9"])
     assert result.exit_code != 0 and "speed-perturb" in result.output
+    result = runner.invoke(main, common + ["--batch-seconds", "0"])
+    assert result.exit_code != 0 and "batch-seconds" in result.output
 
 
 def test_restart_begins_a_new_learning_rate_cycle_and_a_resume_keeps_it(prepared, tmp_path):  # noqa: F811

@@ -285,7 +285,7 @@ class Stage1Trainer:
         self.best_score = state.get("best_score", float("inf"))
         self.pending = state["pending"]
         self.rng.setstate(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
         self.restore_config(state.get("config", {}))
         return True
 

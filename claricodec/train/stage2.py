@@ -193,7 +193,7 @@ class Stage2Trainer:
         self.step, self.wall, self.best_error = state["step"], state["wall"], state["best_error"]
         self.best_state, self.strikes = state["best_state"], state["strikes"]
         self.rng.setstate(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
         self.asr_references = state["asr_references"]
         return True
 
