@@ -156,6 +156,9 @@ def unpack(pack_dir, cache):
 @click.option("--speed-perturb", type=click.FloatRange(min=0, max=0.5), default=None,
               help="Play each training utterance at a random speed within 1 +- this (pitch "
                    "moves with it), e.g. 0.1. Default: the resumed run's, else 0 (off).")
+@click.option("--freeze-encoder/--train-encoder", default=None,
+              help="Train the decoder alone, the codes as they are (e.g. on a small data "
+                   "slice, where the content losses over-fit). Default: the resumed run's, else train.")
 @click.option("--batch-seconds", type=click.FloatRange(min=1), default=None,
               help="Audio per batch. Default: the resumed run's, else 20 (for the CPU; a GPU "
                    "wants more, e.g. 80).")
@@ -164,7 +167,7 @@ def unpack(pack_dir, cache):
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_start, ctc_weight,
-           distill_weight, speed_perturb, batch_seconds, minutes, threads, device):
+           distill_weight, speed_perturb, freeze_encoder, batch_seconds, minutes, threads, device):
     """Stage 1: train encoder, quantiser and decoder end to end."""
     import torch
     from .ui import pick_device
@@ -192,6 +195,8 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
         cfg.speed_perturb = speed_perturb
     if batch_seconds is not None:
         cfg.batch_seconds = batch_seconds
+    if freeze_encoder is not None:
+        cfg.freeze_encoder = freeze_encoder
     if distill_weight is not None and distill_weight != cfg.distill_weight:
         cfg.distill_weight = distill_weight
         # The validation score weighs distillation by this: a best score kept under the

@@ -108,3 +108,22 @@ def test_snapshot_writes_the_run_state_as_warmstart_with_its_own_score(prepared,
     codec = read_warmstart(out)["codec"]
     assert codec.keys() == ema.keys()
     assert all(torch.equal(codec[k], ema[k].half().float()) for k in ema)
+
+
+def test_freeze_encoder_trains_the_decoder_alone(prepared, tmp_path):  # noqa: F811
+    runner = CliRunner()
+    run_dir = tmp_path / "run"
+    common = ["train", "stage1", "--cache", str(prepared), "--run-dir", str(run_dir),
+              "--warmstart", str(tmp_path / "ws.safetensors"), "--threads", "1", "--device", "cpu"]
+    result = runner.invoke(main, common + ["--fresh", "--until", "1", "--steps", "10"])
+    assert result.exit_code == 0, result.output
+    before = torch.load(run_dir / "state.pt", weights_only=False)["codec"]
+    result = runner.invoke(main, common + ["--until", "3", "--freeze-encoder"])
+    assert result.exit_code == 0, result.output
+    after = torch.load(run_dir / "state.pt", weights_only=False)
+    assert after["config"]["freeze_encoder"] is True
+    encoder = [k for k in before if k.startswith("encoder.")]
+    decoder = [k for k in before if k.startswith("decoder.")]
+    assert encoder and decoder
+    assert all(torch.equal(before[k], after["codec"][k]) for k in encoder)
+    assert not all(torch.equal(before[k], after["codec"][k]) for k in decoder)

@@ -54,6 +54,7 @@ class Stage1Config:
     fm_weight: float = 2.0
     gan_crop_seconds: float = 1.0
     speed_perturb: float = 0.0  # each utterance played at 1 +- up to this speed (0: off)
+    freeze_encoder: bool = False  # train the decoder alone: the codes (and their content) stay
     channel_noise_share: float = 0.3  # batches with sampled / flipped / dropped codes
     max_bit_error_rate: float = 0.02
     max_drop_rate: float = 0.1
@@ -364,7 +365,8 @@ class Stage1Trainer:
                                                         speed_perturb=cfg.speed_perturb)
         audio, teacher = audio.to(self.device), teacher.to(self.device)
         q = self.codec.quantizer
-        h = self.codec.encoder(audio)
+        with torch.set_grad_enabled(not cfg.freeze_encoder):
+            h = self.codec.encoder(audio)
         z = q.bound(h)
         if self.step % 100 == 0:  # keep policy samples ~10 % off the argmax as z moves
             q.temperature.fill_(calibrate_temperature(q, z.detach(), cfg.target_sample_share))
