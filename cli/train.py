@@ -234,6 +234,9 @@ def export(run_dir, warmstart, cache, out):
     elif not trainer.resume():
         fail(f"no training state in {trainer.run_dir}")
     trainer.adopt_ema()  # ship the averaged weights
+    with torch.no_grad():  # calibrate the weights as they ship (fp16), whatever the source
+        for param in trainer.codec.parameters():
+            param.copy_(param.half().float())
     temperature = trainer.calibrate()
     index_path = _cache_dir(cache, "train") / "index.json"
     info = {"stage": 1, "steps": trainer.step, "wall_hours": round(trainer.wall / 3600, 2),

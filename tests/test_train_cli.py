@@ -127,3 +127,21 @@ def test_freeze_encoder_trains_the_decoder_alone(prepared, tmp_path):  # noqa: F
     assert encoder and decoder
     assert all(torch.equal(before[k], after["codec"][k]) for k in encoder)
     assert not all(torch.equal(before[k], after["codec"][k]) for k in decoder)
+
+
+def test_export_from_the_run_state_or_its_warmstart_ships_the_same_files(prepared, tmp_path):  # noqa: F811
+    # The temperature is calibrated on the weights as they ship (fp16) and on a fixed
+    # sample, so the source (fp32 state or fp16 warm-start) and the training batch size
+    # do not change what ships.
+    runner = CliRunner()
+    run_dir, ws = tmp_path / "run", tmp_path / "ws.safetensors"
+    result = runner.invoke(main, ["train", "stage1", "--cache", str(prepared), "--run-dir", str(run_dir),
+                                  "--warmstart", str(ws), "--threads", "1", "--device", "cpu",
+                                  "--fresh", "--until", "2", "--steps", "10", "--batch-seconds", "3"])
+    assert result.exit_code == 0, result.output
+    for source, out in ((["--run-dir", str(run_dir)], "a"), (["--warmstart", str(ws)], "b")):
+        result = runner.invoke(main, ["train", "export", "--cache", str(prepared), *source,
+                                      "--out", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
+    for name in ("encoder-stage1.safetensors", "decoder.safetensors"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

@@ -542,12 +542,13 @@ class Stage1Trainer:
             if self.warmstart_path:
                 self.write_warmstart()
 
-    def calibrate(self, batches: int = 8) -> float:
-        """Freeze the policy temperature from the encoder's outputs on training audio."""
+    def calibrate(self, batches: int = 8, batch_seconds: float = 20.0) -> float:
+        """Freeze the policy temperature from the encoder's outputs on training audio: a
+        fixed sample (not the training batch size), so the same encoder gets the same value."""
         zs = []
         rng = random.Random(2)
         with torch.no_grad():
-            for ids in self.train.batches(self.cfg.batch_seconds, self.cfg.max_seconds, rng)[:batches]:
+            for ids in self.train.batches(batch_seconds, self.cfg.max_seconds, rng)[:batches]:
                 audio, _, frames, _ = self.train.load(ids, self.cfg.max_seconds, rng, (0.0, 0.0))
                 z = self.codec.quantizer.bound(self.codec.encoder(audio.to(self.device)))
                 mask = frame_mask(frames, z.shape[-1]).to(z.device)
