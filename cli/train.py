@@ -69,7 +69,7 @@ def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: 
 def pack(out, part, max_mb, teacher_dims, cache, wheels):
     """Pack a slice of the prepared data (plus run.sh) for stage 1 on a borrowed GPU.
 
-    Audio travels as Ogg/Opus and teacher states as int8 principal components: ~70 minutes
+    Audio travels as Ogg/Opus and teacher states as int8 principal components: ~65 minutes
     of speech in 30 MB. On the GPU machine, from the repository root with OUT carried:
     `bash OUT/run.sh`.
     """

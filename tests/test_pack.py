@@ -144,3 +144,20 @@ def test_unpack_rejects_audio_that_does_not_match_the_index(prepared, tmp_path):
     (out / "dev" / "index.json").write_text(json.dumps(index))
     with pytest.raises(PackError, match="the index expects"):
         unpack_split(out / "dev", tmp_path / "back")
+
+
+def test_run_sh_probe_sizes_the_new_cycle_from_the_logged_step_rate(tmp_path):
+    import subprocess
+    import sys
+    from claricodec.train.pack import DEVICE_SCRIPT
+    probe = DEVICE_SCRIPT.split("<<'PY'\n")[1].split("\nPY\n")[0]
+    log = tmp_path / "train.log"
+    lines = [{"step": 100, "config": {}}] + [{"step": s, "wall": w, "lr": 1e-4}
+                                             for s, w in ((150, 10), (200, 15), (250, 20))]
+    lines.append({"step": 260, "val_mel": 0.5})  # the closing validation line
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run = subprocess.run([sys.executable, "-", str(log), "2"], input=probe, capture_output=True,
+                         text=True, check=True)
+    # 10 steps/s measured between the first and last loss lines; 2 minutes from step 260.
+    assert run.stdout.split() == ["260", str(260 + 1200)]
+    assert "10.00 steps/s" in run.stderr

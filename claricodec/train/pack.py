@@ -208,9 +208,9 @@ if len(steps) >= 2 and steps[-1]["wall"] > steps[0]["wall"]:  # skips the warm-u
     rate = (steps[-1]["step"] - steps[0]["step"]) / (steps[-1]["wall"] - steps[0]["wall"])
 else:
     rate = 1.0
-print(now, now + int(rate * 60 * float(sys.argv[2])), file=sys.stdout)
-print(f"probe: {rate:.2f} steps/s; the new cycle runs to step {now + int(rate * 60 * float(sys.argv[2]))}",
-      file=sys.stderr)
+end = now + int(rate * 60 * float(sys.argv[2]))
+print(now, end)
+print(f"probe: {rate:.2f} steps/s; the new cycle runs to step {end}", file=sys.stderr)
 PY
 )
 PER=$(python3 -c "print(float('$MINUTES') / $SEGMENTS)")
