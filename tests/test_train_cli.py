@@ -12,6 +12,13 @@ from test_pack import prepared  # noqa: F401  (prepared train/ and dev/ caches)
 from test_training import cache  # noqa: F401
 
 
+def stage1_args(prepared, tmp_path) -> list[str]:
+    """`train stage1` on the prepared cache, one CPU thread, run in tmp_path/run and
+    warm-start at tmp_path/ws.safetensors."""
+    return ["train", "stage1", "--cache", str(prepared), "--run-dir", str(tmp_path / "run"),
+            "--warmstart", str(tmp_path / "ws.safetensors"), "--threads", "1", "--device", "cpu"]
+
+
 def schedules(run_dir) -> list[dict]:
     lines = (run_dir / "train.log").read_text().splitlines()
     return [json.loads(line)["config"] for line in lines if '"config"' in line]
@@ -20,8 +27,7 @@ def schedules(run_dir) -> list[dict]:
 def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path):  # noqa: F811
     runner = CliRunner()
     run_dir = tmp_path / "run"
-    common = ["train", "stage1", "--cache", str(prepared), "--run-dir", str(run_dir),
-              "--warmstart", str(tmp_path / "ws.safetensors"), "--threads", "1", "--device", "cpu"]
+    common = stage1_args(prepared, tmp_path)
     result = runner.invoke(main, common + ["--fresh", "--until", "1", "--steps", "10",
                                            "--gan-start", "100", "--ctc-weight", "1.5",
                                            "--distill-weight", "2.5", "--speed-perturb", "0.1",
@@ -58,8 +64,7 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
 def test_restart_begins_a_new_learning_rate_cycle_and_a_resume_keeps_it(prepared, tmp_path):  # noqa: F811
     runner = CliRunner()
     run_dir = tmp_path / "run"
-    common = ["train", "stage1", "--cache", str(prepared), "--run-dir", str(run_dir),
-              "--warmstart", str(tmp_path / "ws.safetensors"), "--threads", "1", "--device", "cpu"]
+    common = stage1_args(prepared, tmp_path)
     result = runner.invoke(main, common + ["--fresh", "--until", "2", "--steps", "10"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, common + ["--restart", "1e-3"])
@@ -90,10 +95,8 @@ def test_snapshot_writes_the_run_state_as_warmstart_with_its_own_score(prepared,
     result = runner.invoke(main, ["train", "snapshot", "--cache", str(prepared),
                                   "--run-dir", str(run_dir), "--out", str(tmp_path / "s.safetensors")])
     assert result.exit_code != 0 and "no training state" in result.output
-    result = runner.invoke(main, ["train", "stage1", "--cache", str(prepared), "--run-dir",
-                                  str(run_dir), "--warmstart", str(tmp_path / "ws.safetensors"),
-                                  "--threads", "1", "--device", "cpu", "--fresh", "--until", "2",
-                                  "--steps", "10"])
+    result = runner.invoke(main, stage1_args(prepared, tmp_path) + ["--fresh", "--until", "2",
+                                                                     "--steps", "10"])
     assert result.exit_code == 0, result.output
     out = tmp_path / "snap.safetensors"
     result = runner.invoke(main, ["train", "snapshot", "--cache", str(prepared),
@@ -113,8 +116,7 @@ def test_snapshot_writes_the_run_state_as_warmstart_with_its_own_score(prepared,
 def test_freeze_encoder_trains_the_decoder_alone(prepared, tmp_path):  # noqa: F811
     runner = CliRunner()
     run_dir = tmp_path / "run"
-    common = ["train", "stage1", "--cache", str(prepared), "--run-dir", str(run_dir),
-              "--warmstart", str(tmp_path / "ws.safetensors"), "--threads", "1", "--device", "cpu"]
+    common = stage1_args(prepared, tmp_path)
     result = runner.invoke(main, common + ["--fresh", "--until", "1", "--steps", "10"])
     assert result.exit_code == 0, result.output
     before = torch.load(run_dir / "state.pt", weights_only=False)["codec"]
@@ -135,9 +137,8 @@ def test_export_from_the_run_state_or_its_warmstart_ships_the_same_files(prepare
     # do not change what ships.
     runner = CliRunner()
     run_dir, ws = tmp_path / "run", tmp_path / "ws.safetensors"
-    result = runner.invoke(main, ["train", "stage1", "--cache", str(prepared), "--run-dir", str(run_dir),
-                                  "--warmstart", str(ws), "--threads", "1", "--device", "cpu",
-                                  "--fresh", "--until", "2", "--steps", "10", "--batch-seconds", "3"])
+    result = runner.invoke(main, stage1_args(prepared, tmp_path) + [
+        "--fresh", "--until", "2", "--steps", "10", "--batch-seconds", "3"])
     assert result.exit_code == 0, result.output
     for source, out in ((["--run-dir", str(run_dir)], "a"), (["--warmstart", str(ws)], "b")):
         result = runner.invoke(main, ["train", "export", "--cache", str(prepared), *source,
