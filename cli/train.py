@@ -189,18 +189,19 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
         cfg.steps = steps
     if gan_start is not None:
         cfg.gan_start = gan_start
-    if ctc_weight is not None:
-        cfg.ctc_weight = ctc_weight
     if speed_perturb is not None:
         cfg.speed_perturb = speed_perturb
     if batch_seconds is not None:
         cfg.batch_seconds = batch_seconds
     if freeze_encoder is not None:
         cfg.freeze_encoder = freeze_encoder
+    # The validation score weighs distillation and CTC as training does: a best score kept
+    # under other weights is not comparable, so the warm-start gate starts afresh.
     if distill_weight is not None and distill_weight != cfg.distill_weight:
         cfg.distill_weight = distill_weight
-        # The validation score weighs distillation by this: a best score kept under the
-        # old weight is not comparable, so the warm-start gate starts afresh.
+        trainer.best_score = float("inf")
+    if ctc_weight is not None and ctc_weight != cfg.ctc_weight:
+        cfg.ctc_weight = ctc_weight
         trainer.best_score = float("inf")
     target = min(until or cfg.steps, cfg.steps)
     with progress_bar() as bar:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -53,6 +54,14 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
             if '"val_mel"' in line][-1]
     state = torch.load(run_dir / "state.pt", weights_only=False)
     assert abs(state["best_score"] - (last["val_mel"] + 50 * last["val_distill"])) < 1e-6
+    # So does a new CTC weight: the score counts dev CTC with it.
+    result = runner.invoke(main, common + ["--until", "5", "--ctc-weight", "100"])
+    assert result.exit_code == 0, result.output
+    last = [json.loads(line) for line in (run_dir / "train.log").read_text().splitlines()
+            if '"val_mel"' in line][-1]
+    state = torch.load(run_dir / "state.pt", weights_only=False)
+    expected = last["val_mel"] + 50 * last["val_distill"] + 100 * last["val_ctc"]
+    assert abs(state["best_score"] - expected) < 1e-4 and last["score"] == pytest.approx(expected)
     result = runner.invoke(main, common + ["--ctc-weight", "-1"])
     assert result.exit_code != 0 and "ctc-weight" in result.output
     result = runner.invoke(main, common + ["--speed-perturb", "0.9"])

@@ -18,7 +18,8 @@ import torch
 
 from claricodec.codec import CodecConfig
 from claricodec.quantizer import FSQPolicy
-from claricodec.train.stage1 import Corpus, Stage1Config, Stage1Trainer, code_usage_loss
+from claricodec.train.stage1 import (Corpus, Stage1Config, Stage1Trainer, code_usage_loss,
+                                     tensors_metadata)
 from claricodec.train.stage2 import (Stage2Config, Stage2Trainer, categorical_kl,
                                      group_advantages, policy_loss)
 from claricodec.weights import add_encoder, export_weights, load_codec
@@ -142,6 +143,45 @@ def test_warmstart_is_replaced_only_when_validation_improves(cache, tmp_path, mo
     elsewhere = Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, cache, tmp_path / "other")
     elsewhere.load_warmstart(tmp_path / "ws.safetensors")
     assert elsewhere.best_score == pytest.approx(1.1)
+
+
+def test_validation_scores_the_characters_the_codes_carry(cache, tmp_path):
+    cfg = Stage1Config(steps=2, gan_start=10, batch_seconds=4.0, max_seconds=2.0, ctc_weight=2.0)
+    trainer = Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, cache, tmp_path / "run")
+    val = trainer.validate()
+    # Two of the three cached utterances have transcripts: their CTC loss is the content term.
+    assert 0 < val["val_ctc"] < 1e3
+    assert trainer.validation_score(val) == pytest.approx(
+        val["val_mel"] + 3.0 * val["val_distill"] + 2.0 * val["val_ctc"])
+    assert trainer.validation_score({"val_mel": 1.0, "val_distill": 0.1}) == pytest.approx(1.3)
+
+
+def test_a_best_score_summed_from_other_terms_starts_the_gate_afresh(cache, tmp_path):
+    from safetensors.torch import load_file, save_file
+    cfg = Stage1Config(steps=2, gan_start=10, batch_seconds=4.0, max_seconds=2.0)
+    trainer = Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, cache, tmp_path / "run",
+                            warmstart=tmp_path / "ws.safetensors")
+    trainer.best_score = 1.5
+    trainer.save()
+    trainer.write_warmstart()
+    # As the same run and warm-start would read from before the CTC term joined the score.
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
+    del state["score_terms"]
+    torch.save(state, tmp_path / "run" / "state.pt")
+    tensors = load_file(str(tmp_path / "ws.safetensors"))
+    meta = json.loads(tensors_metadata(tmp_path / "ws.safetensors")["training"])
+    assert meta["score_terms"] == "mel+distill+ctc" and meta["best_score"] == 1.5
+    del meta["score_terms"]
+    old_meta = {"training": json.dumps(meta), "codec_config": json.dumps(TINY.to_dict())}
+    save_file(tensors, str(tmp_path / "old-ws.safetensors"), metadata=old_meta)
+
+    resumed = Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, cache, tmp_path / "run")
+    assert resumed.resume() and resumed.best_score == float("inf")
+    elsewhere = Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, cache, tmp_path / "b")
+    elsewhere.load_warmstart(tmp_path / "old-ws.safetensors")
+    assert elsewhere.best_score == float("inf")
+    elsewhere.load_warmstart(tmp_path / "ws.safetensors")
+    assert elsewhere.best_score == 1.5
 
 
 def test_minutes_limit_stops_the_run_then_validates_and_saves(cache, tmp_path):

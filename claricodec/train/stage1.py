@@ -34,6 +34,9 @@ from .losses import (MultiResolutionSTFTLoss, MultiScaleMelLoss, discriminator_l
 
 CHARS = " ABCDEFGHIJKLMNOPQRSTUVWXYZ'"  # CTC vocabulary; index 0 is the blank
 TEACHER_DIM = 384
+# What the validation score sums. A best score saved under another definition is not
+# comparable, so a run or warm-start carrying a different one starts its gate afresh.
+SCORE_TERMS = "mel+distill+ctc"
 
 
 @dataclass
@@ -261,7 +264,8 @@ class Stage1Trainer:
                 "heads": self.heads.state_dict(), "disc": self.disc.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "step": self.step, "epoch": self.epoch, "wall": self.wall,
-                "best_score": self.best_score, "pending": self.pending,
+                "best_score": self.best_score, "score_terms": SCORE_TERMS,
+                "pending": self.pending,
                 "rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(),
                 "config": asdict(self.cfg)}
 
@@ -282,8 +286,7 @@ class Stage1Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.load_discriminators(state["disc"], state["opt_d"])
         self.step, self.epoch, self.wall = state["step"], state["epoch"], state["wall"]
-        # States from before the score existed tracked mel only: start the gate afresh.
-        self.best_score = state.get("best_score", float("inf"))
+        self.best_score = comparable_best(state.get("best_score"), state.get("score_terms"))
         self.pending = state["pending"]
         self.rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
@@ -318,8 +321,7 @@ class Stage1Trainer:
         self.ema.load_state_dict(self.codec.state_dict())
         meta = json.loads(tensors_metadata(path).get("training", "{}"))
         self.step, self.wall = meta.get("step", 0), meta.get("wall", 0.0)
-        best = meta.get("best_score")
-        self.best_score = float("inf") if best is None else float(best)
+        self.best_score = comparable_best(meta.get("best_score"), meta.get("score_terms"))
         self.restore_config(meta.get("config", {}))
 
     def write_warmstart(self) -> None:
@@ -334,7 +336,7 @@ class Stage1Trainer:
         # this file only with better weights. JSON has no infinity: null stands for none.
         best = self.best_score if math.isfinite(self.best_score) else None
         meta = {"training": json.dumps({"step": self.step, "wall": self.wall, "best_score": best,
-                                        "config": asdict(self.cfg)}),
+                                        "score_terms": SCORE_TERMS, "config": asdict(self.cfg)}),
                 "codec_config": json.dumps(self.codec.config.to_dict())}
         self.warmstart_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.warmstart_path.with_suffix(".tmp")
@@ -460,7 +462,7 @@ class Stage1Trainer:
         model = self.ema
         ids = validation_ids(len(self.dev.index), count)
         rng = random.Random(1)
-        mel_total, distill_total, all_index = 0.0, 0.0, []
+        mel_total, distill_total, ctc_total, with_text, all_index = 0.0, 0.0, 0.0, 0, []
         for i in range(0, len(ids), 8):
             audio, teacher, frames, texts = self.dev.load(ids[i:i + 8], 8.0, rng, (0.0, 0.0))
             audio, teacher = audio.to(self.device), teacher.to(self.device)
@@ -468,13 +470,21 @@ class Stage1Trainer:
             codes, k = model.quantizer.quantize_ste(z)
             fake = model.decoder(codes)
             mel_total += self.mel_loss(fake, audio).item() * len(frames)
-            distill, _ = self.semantic_losses(codes, teacher, frames, [None] * len(frames))
+            distill, ctc = self.semantic_losses(codes, teacher, frames, texts)
             distill_total += distill.item() * len(frames)
+            # Character CTC from the codes on held-out speech: the words the codes carry.
+            # Mel and distillation kept improving while this got worse when a GPU run
+            # over-fitted a small slice (session 7), so the gate needs it.
+            texted = sum(1 for t in texts if t)
+            ctc_total += ctc.item() * texted
+            with_text += texted
             mask = frame_mask(frames, k.shape[-1])
             all_index.append(model.quantizer.to_index(k)[mask.to(k.device)])
         index = torch.cat(all_index)
-        return {"val_mel": mel_total / len(ids), "val_distill": distill_total / len(ids),
-                "val_ppl": perplexity(index, model.quantizer.codebook_size)}
+        val = {"val_mel": mel_total / len(ids), "val_distill": distill_total / len(ids)}
+        if with_text:
+            val["val_ctc"] = ctc_total / with_text
+        return val | {"val_ppl": perplexity(index, model.quantizer.codebook_size)}
 
     # --- loop ------------------------------------------------------------------------------
 
@@ -524,9 +534,11 @@ class Stage1Trainer:
         self.save()
 
     def validation_score(self, val: dict) -> float:
-        """The validated part of the training objective: reconstruction plus content. Mel
+        """The validated part of the training objective: reconstruction plus content (Whisper
+        features and, where dev has transcripts, characters), weighted as in training. Mel
         alone would reject GAN-phase weights whose mel loss rises while content holds."""
-        return val["val_mel"] + self.cfg.distill_weight * val["val_distill"]
+        return (val["val_mel"] + self.cfg.distill_weight * val["val_distill"]
+                + self.cfg.ctc_weight * val.get("val_ctc", 0.0))
 
     def validate_and_keep_best(self, log_path: Path) -> None:
         """Validate on dev, log it, and replace the warm-start only when the score improves."""
@@ -558,6 +570,14 @@ class Stage1Trainer:
         self.codec.quantizer.temperature.fill_(temperature)
         self.codec.config.temperature = temperature
         return temperature
+
+
+def comparable_best(best: float | None, terms: str | None) -> float:
+    """A saved best validation score, or infinity (gate afresh) when there is none or it
+    was summed from other terms (older runs scored mel only, then mel + distillation)."""
+    if best is None or terms != SCORE_TERMS:
+        return float("inf")
+    return float(best)
 
 
 def read_warmstart(path: Path) -> dict[str, dict[str, torch.Tensor]]:
