@@ -5,6 +5,10 @@ the done criterion asks: is ClariCodec's WER lower than a peer's on the same utt
 and by more than resampling noise? Paired bootstrap over utterances, overall and per source.
 
     python3 bench/versus.py peers_hyps.jsonl
+    python3 bench/versus.py new.jsonl --baseline old.jsonl   # two checkpoints (claricodec eval files)
+
+With --baseline, the other file's ClariCodec hypotheses join as one more peer, "baseline":
+two weights on the same utterances, as when choosing which checkpoint to ship.
 """
 from __future__ import annotations
 
@@ -44,13 +48,34 @@ def markdown(rows: list[dict], resamples: int = 2000) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("hyps", help="JSONL written by bench/peers.py --save-hyps")
+    parser.add_argument("--baseline", default=None,
+                        help="another --save-hyps file of the same utterances (older weights)")
     parser.add_argument("--resamples", type=int, default=2000)
     args = parser.parse_args()
-    with open(args.hyps) as f:
+    rows = read_rows(args.hyps)
+    if args.baseline:
+        rows = with_baseline(rows, read_rows(args.baseline), args.baseline)
+    print(markdown(rows, args.resamples))
+
+
+def read_rows(path: str) -> list[dict]:
+    with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     if not rows:
-        raise SystemExit(f"{args.hyps}: no utterances")
-    print(markdown(rows, args.resamples))
+        raise SystemExit(f"{path}: no utterances")
+    return rows
+
+
+def with_baseline(rows: list[dict], baseline: list[dict], name: str) -> list[dict]:
+    """`rows` with the baseline file's ClariCodec hypothesis as the peer "baseline"."""
+    theirs = {r["id"]: r for r in baseline}
+    if set(theirs) != {r["id"] for r in rows}:
+        raise SystemExit(f"{name}: not the same utterances as the first file")
+    for row in rows:
+        if theirs[row["id"]]["reference"] != row["reference"]:
+            raise SystemExit(f"{name}: utterance {row['id']} has another reference")
+        row["hyps"]["baseline"] = theirs[row["id"]]["hyps"][CLARICODEC]
+    return rows
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from claricodec.evaluate import Result, summarize
 
 from conftest import load_bench
@@ -50,6 +52,19 @@ def test_versus_reports_paired_differences_and_a_verdict():
     table = versus.markdown(rows, resamples=200)
     assert "| codec2-700c | all | 20 | -37.5 |" in table and "ClariCodec lower" in table
     assert "| codec2-700c | so | 10 | +0.0 | [+0.0, +0.0] | not distinguishable |" in table
+
+
+def test_versus_compares_two_checkpoints_on_the_same_utterances(tmp_path):
+    versus = load_bench("versus")
+
+    def rows(decoded):
+        return [{"id": str(i), "source": "an4", "reference": "ONE TWO",
+                 "hyps": {"original": "one two", "decoded": text}} for i, text in enumerate(decoded)]
+    merged = versus.with_baseline(rows(["one two"] * 4), rows(["one"] * 4), "old.jsonl")
+    assert versus.compare(merged, "baseline", resamples=50)["diff"] == -50.0
+    for other in (rows(["one"] * 3), [dict(r, reference="THREE") for r in rows(["one"] * 4)]):
+        with pytest.raises(SystemExit, match="old.jsonl"):
+            versus.with_baseline(rows(["one two"] * 4), other, "old.jsonl")
 
 
 def test_encoders_compares_each_encoder_with_the_first_and_weights_mel_by_duration():
