@@ -43,9 +43,8 @@ def teacher_frames(corpus: Corpus, i: int) -> torch.Tensor:
                                        dtype=np.float32))
 
 
-def kmeans(frames: torch.Tensor, k: int, iterations: int = 20, seed: int = 0) -> torch.Tensor:
+def kmeans(frames: torch.Tensor, k: int, gen: torch.Generator, iterations: int = 20) -> torch.Tensor:
     """Centroids [k, D] by Lloyd's algorithm from k random frames."""
-    gen = torch.Generator().manual_seed(seed)
     centroids = frames[torch.randperm(len(frames), generator=gen)[:k]].clone()
     for _ in range(iterations):
         nearest = torch.cdist(frames, centroids).argmin(1)
@@ -134,8 +133,9 @@ def main() -> None:
     teacher_train = [teacher_frames(train, i) for i in ids]
     teacher_dev = [teacher_frames(dev, i) for i in dev_ids]
     every = torch.cat(teacher_train)
-    sample = every[torch.randperm(len(every), generator=torch.Generator().manual_seed(0))[:100_000]]
-    centroids = kmeans(sample, UNITS)
+    gen = torch.Generator().manual_seed(0)
+    sample = every[torch.randperm(len(every), generator=gen)[:100_000]]
+    centroids = kmeans(sample, UNITS, gen)
     units_train = [torch.cdist(t, centroids).argmin(1) for t in teacher_train]
     units_dev = [torch.cdist(t, centroids).argmin(1) for t in teacher_dev]
     codec, info = load_codec(args.weights)
