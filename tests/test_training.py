@@ -18,8 +18,8 @@ import torch
 
 from claricodec.codec import CodecConfig
 from claricodec.quantizer import FSQPolicy
-from claricodec.train.stage1 import (Corpus, Stage1Config, Stage1Trainer, code_usage_loss,
-                                     tensors_metadata)
+from claricodec.train.stage1 import (SCORE_TERMS, Corpus, Stage1Config, Stage1Trainer,
+                                     code_usage_loss, tensors_metadata)
 from claricodec.train.stage2 import (Stage2Config, Stage2Trainer, categorical_kl,
                                      group_advantages, policy_loss)
 from claricodec.weights import add_encoder, export_weights, load_codec
@@ -156,6 +156,22 @@ def test_validation_scores_the_characters_the_codes_carry(cache, tmp_path):
     assert trainer.validation_score({"val_mel": 1.0, "val_distill": 0.1}) == pytest.approx(1.3)
 
 
+def test_validation_mel_counts_each_clip_and_not_the_padding_of_its_batch(cache, tmp_path):
+    cfg = Stage1Config(steps=2, gan_start=10, batch_seconds=4.0, max_seconds=2.0)
+    trainer = Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, cache, tmp_path / "run")
+    # A decoder that outputs silence: right on the zeros that pad the shorter clip, wrong on speech.
+    class Silence(torch.nn.Module):
+        def forward(self, codes):
+            return torch.zeros(codes.shape[0], codes.shape[-1] * 640)
+    trainer.ema.decoder = Silence()
+    ids = list(range(3))
+    audio, _, frames, _ = trainer.dev.load(ids, 8.0, random.Random(1), (0.0, 0.0))
+    assert len(set(frames.tolist())) > 1  # the batch pads one clip
+    expected = np.mean([trainer.mel_loss(torch.zeros(1, n * 640), audio[b:b + 1, :n * 640]).item()
+                        for b, n in enumerate(frames.tolist())])
+    assert trainer.validate()["val_mel"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_a_best_score_summed_from_other_terms_starts_the_gate_afresh(cache, tmp_path):
     from safetensors.torch import load_file, save_file
     cfg = Stage1Config(steps=2, gan_start=10, batch_seconds=4.0, max_seconds=2.0)
@@ -170,7 +186,7 @@ def test_a_best_score_summed_from_other_terms_starts_the_gate_afresh(cache, tmp_
     torch.save(state, tmp_path / "run" / "state.pt")
     tensors = load_file(str(tmp_path / "ws.safetensors"))
     meta = json.loads(tensors_metadata(tmp_path / "ws.safetensors")["training"])
-    assert meta["score_terms"] == "mel+distill+ctc" and meta["best_score"] == 1.5
+    assert meta["score_terms"] == SCORE_TERMS and meta["best_score"] == 1.5
     del meta["score_terms"]
     old_meta = {"training": json.dumps(meta), "codec_config": json.dumps(TINY.to_dict())}
     save_file(tensors, str(tmp_path / "old-ws.safetensors"), metadata=old_meta)

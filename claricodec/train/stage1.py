@@ -36,7 +36,7 @@ CHARS = " ABCDEFGHIJKLMNOPQRSTUVWXYZ'"  # CTC vocabulary; index 0 is the blank
 TEACHER_DIM = 384
 # What the validation score sums. A best score saved under another definition is not
 # comparable, so a run or warm-start carrying a different one starts its gate afresh.
-SCORE_TERMS = "mel+distill+ctc"
+SCORE_TERMS = "clip-mel+distill+ctc"
 
 
 @dataclass
@@ -469,7 +469,11 @@ class Stage1Trainer:
             z = model.quantizer.bound(model.encoder(audio))
             codes, k = model.quantizer.quantize_ste(z)
             fake = model.decoder(codes)
-            mel_total += self.mel_loss(fake, audio).item() * len(frames)
+            # Each clip's own length only: the zeros padding a batch decode to near silence,
+            # and log-mel of that, which speech never tests, swamped the score (session 8).
+            for b, count in enumerate(frames.tolist()):
+                mel_total += self.mel_loss(fake[b:b + 1, :count * HOP],
+                                           audio[b:b + 1, :count * HOP]).item()
             distill, ctc = self.semantic_losses(codes, teacher, frames, texts)
             distill_total += distill.item() * len(frames)
             # Character CTC from the codes on held-out speech: the words the codes carry.
@@ -574,7 +578,8 @@ class Stage1Trainer:
 
 def comparable_best(best: float | None, terms: str | None) -> float:
     """A saved best validation score, or infinity (gate afresh) when there is none or it
-    was summed from other terms (older runs scored mel only, then mel + distillation)."""
+    was summed from other terms (older runs scored mel only, then mel + distillation, and
+    took mel over padded batches)."""
     if best is None or terms != SCORE_TERMS:
         return float("inf")
     return float(best)
