@@ -471,9 +471,8 @@ class Stage1Trainer:
             fake = model.decoder(codes)
             # Each clip's own length only: the zeros padding a batch decode to near silence,
             # and log-mel of that, which speech never tests, swamped the score (session 8).
-            for b, count in enumerate(frames.tolist()):
-                mel_total += self.mel_loss(fake[b:b + 1, :count * HOP],
-                                           audio[b:b + 1, :count * HOP]).item()
+            for b, n in enumerate(frames.tolist()):
+                mel_total += self.mel_loss(fake[b:b + 1, :n * HOP], audio[b:b + 1, :n * HOP]).item()
             distill, ctc = self.semantic_losses(codes, teacher, frames, texts)
             distill_total += distill.item() * len(frames)
             # Character CTC from the codes on held-out speech: the words the codes carry.
