@@ -1,4 +1,5 @@
 """bench/peers.py's report: system choice and the per-source table."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,21 @@ def test_encoders_compares_each_encoder_with_the_first_and_weights_mel_by_durati
                               ["stage1", "rl"], {("rl", "all"): c})
     assert "| all | 10 | 0.0 / 0.0 | 50.0 / " in table and "| 0.400 |" in table
     assert "| rl | all | -25.0 |" in table and "| -50.0 % | rl lower |" in table
+
+
+def test_heldout_manifest_keeps_the_listed_utterances_with_absolute_paths(tmp_path):
+    corpus = tmp_path / "train"
+    corpus.mkdir()
+    rows = [{"id": f"u{i}", "path": f"s/u{i}.ogg", "text": "HI", "source": "s"} for i in range(3)]
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ids = tmp_path / "ids"
+    ids.write_text("u2\nu0\n")
+    script = [sys.executable, str(ROOT / "bench" / "heldout.py"), "--corpus", str(corpus), "--ids", str(ids)]
+    run = subprocess.run(script, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    out = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["id"] for r in out] == ["u2", "u0"]
+    assert out[0]["path"] == str((corpus / "s" / "u2.ogg").resolve())
+    ids.write_text("u0\nnope\n")
+    run = subprocess.run(script, capture_output=True, text=True)
+    assert run.returncode != 0 and "1 ids not in" in run.stderr
