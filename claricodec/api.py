@@ -28,10 +28,21 @@ class ClariCodec:
     """A loaded codec: one model, many files."""
 
     def __init__(self, weights: str | Path | None = None, encoder: str | Path | None = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", search: int = 1, asr: str | Path | None = None):
+        """search > 1: encode-time search over that many code sequences per window, judged
+        by an ASR (`asr`: a faster-whisper model name or path; default Whisper tiny.en);
+        needs the [eval] extra. See search.py."""
         self.model, self.info = load_codec(weights, encoder, device)
         self.mode = self.model.mode
         self.model_id = bytes.fromhex(self.info["model_id"])
+        self.search = None
+        if search > 1:
+            import torch
+
+            from .asr import ASR
+            from .search import ASRSearch
+            judge = ASR(asr, device=device, threads=torch.get_num_threads())
+            self.search = ASRSearch(self.model, judge, candidates=search)
 
     # --- encode --------------------------------------------------------------------------
 
@@ -43,7 +54,7 @@ class ClariCodec:
         exact sample count; False streams: the header says "unknown length" and frames
         leave as soon as they are encoded.
         """
-        encoder = WindowedEncoder(self.model)
+        encoder = WindowedEncoder(self.model, self.search)
         if raw or not known_length:
             writer = None if raw else bitstream.StreamWriter(self._header(0, block_crc))
             pending_header = writer.start() if writer else b""  # sent with the first frames

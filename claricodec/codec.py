@@ -165,10 +165,17 @@ class WindowedEncoder:
 
     Memory is one window, whatever the input length; the result equals Codec.encode on
     the concatenated input, because the windows are cut the same way.
+
+    `choose`, if given, picks each window's codes instead of the argmax path (an
+    encode-time search, see search.py): choose(window_audio, window_number, valid_samples)
+    -> WINDOW indices, where valid_samples counts the real (not zero-padded) samples of
+    the window's centre.
     """
 
-    def __init__(self, codec: Codec):
+    def __init__(self, codec: Codec, choose=None):
         self.codec = codec
+        self.choose = choose
+        self.windows_done = 0
         self.hop = codec.mode.hop
         # Leading context is zeros: the signal starts at frame 0.
         self.buffer = np.zeros(CONTEXT * self.hop, dtype=np.float32)
@@ -183,10 +190,16 @@ class WindowedEncoder:
         self.buffer = np.concatenate([self.buffer, np.asarray(audio, dtype=np.float32)])
         out = []
         while len(self.buffer) >= self._window_samples():
-            out.append(self.codec.encode_window(self.buffer[:self._window_samples()]))
+            out.append(self._encode_window(self.buffer[:self._window_samples()], WINDOW * self.hop))
             self.buffer = self.buffer[WINDOW * self.hop:]
             self.frames_done += WINDOW
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def _encode_window(self, window: np.ndarray, valid_samples: int) -> np.ndarray:
+        number, self.windows_done = self.windows_done, self.windows_done + 1
+        if self.choose is None:
+            return self.codec.encode_window(window)
+        return self.choose(window, number, valid_samples)
 
     def finish(self) -> np.ndarray:
         """Encode what is left (zero-padded); trims to ceil(total_samples / hop) frames."""
@@ -196,7 +209,8 @@ class WindowedEncoder:
             window = np.zeros(self._window_samples(), dtype=np.float32)
             take = min(len(self.buffer), len(window))
             window[:take] = self.buffer[:take]
-            codes = self.codec.encode_window(window)
+            valid = min(WINDOW * self.hop, self.total_samples - self.frames_done * self.hop)
+            codes = self._encode_window(window, valid)
             out.append(codes[:frames_total - self.frames_done])
             self.frames_done += len(out[-1])
             self.buffer = self.buffer[WINDOW * self.hop:]

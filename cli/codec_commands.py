@@ -22,12 +22,13 @@ force_option = click.option("--force", is_flag=True,
                             help="Directory mode: redo outputs that already exist.")
 
 
-def load(weights, encoder, device):
+def load(weights, encoder, device, search=1, asr=None):
     from claricodec.api import ClariCodec
+    from claricodec.asr import ASRError
     from claricodec.weights import WeightsError
     try:
-        codec = ClariCodec(weights, encoder, pick_device(device))
-    except WeightsError as err:
+        codec = ClariCodec(weights, encoder, pick_device(device), search=search, asr=asr)
+    except (WeightsError, ASRError) as err:
         fail(str(err))
     if codec.info.get("status") != "trained":
         console.print(Text("warning: ", style="yellow") + Text(
@@ -79,9 +80,15 @@ def run_jobs(source: str, target: str, out_suffix: str, force: bool, work) -> No
               help="Encoder named in the weights manifest (stage1, rl) or a .safetensors file.")
 @click.option("--crc", is_flag=True, help="Add a CRC-8 after every second of frames (+8 bit/s).")
 @click.option("--raw", is_flag=True, help="Headerless payload only: the receiver must know mode and weights.")
+@click.option("--search", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
+              help="Try N code sequences per 10 s and keep the one Whisper understands best "
+                   "(slower encoding, same bit rate, any receiver decodes it; needs the [eval] extra).")
+@click.option("--asr", default=None, metavar="MODEL",
+              help="With --search: the judging ASR, a faster-whisper model name or path "
+                   "(default: Whisper tiny.en, installed offline).")
 @device_option
 @force_option
-def encode(source, target, weights, encoder, crc, raw, device, force):
+def encode(source, target, weights, encoder, crc, raw, search, asr, device, force):
     """Encode speech to a 200 bit/s .cc file.
 
     IN is any audio file soundfile can read (any rate, any channels), '-' for stdin, or a
@@ -90,7 +97,9 @@ def encode(source, target, weights, encoder, crc, raw, device, force):
     """
     if crc and raw:
         fail("--crc and --raw exclude each other (a raw stream has no framing for CRCs)")
-    codec = load(weights, encoder, device)
+    if asr and search == 1:
+        fail("--asr only matters with --search N (N > 1)")
+    codec = load(weights, encoder, device, search, asr)
     from claricodec.audio import AudioError
     from claricodec.stream_io import open_audio, resampled_blocks
 

@@ -1,0 +1,79 @@
+"""Encode-time search: try several code sequences per window, keep the one an ASR understands.
+
+The quantiser is a stochastic policy (quantizer.py). For each 10 s analysis window the
+searching encoder takes the argmax codes and N - 1 samples from the policy, decodes each
+with the decoder the receiver has, transcribes them with Whisper (greedy, the fast
+REWARD setting), and keeps the one whose transcript is closest (character error rate) to
+Whisper's transcript of the original audio of that window. Ties, silence and windows the
+ASR hears nothing in keep the argmax codes. This is analysis by synthesis: the encoder
+can afford N decodes and N + 1 transcriptions a window, the link cannot afford one more
+bit. The bit rate, the format and the decoder do not change, so any receiver decodes the
+result.
+
+Same input, same bytes: window k's samples come from a generator seeded with (seed, k),
+drawn on the CPU whatever the model's device.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .codec import CONTEXT, WINDOW, Codec
+from .textnorm import count_errors, normalize
+
+
+def pick_closest(reference: str, hypotheses: list[str]) -> int:
+    """Index of the hypothesis with the lowest CER against reference; the first on a tie.
+    An empty reference (nothing heard) picks 0."""
+    if not normalize(reference):
+        return 0
+    rates = [count_errors(reference, h).cer for h in hypotheses]
+    return int(np.argmin([1e9 if r is None else r for r in rates]))
+
+
+class ASRSearch:
+    """choose() for WindowedEncoder: best of `candidates` code sequences per window."""
+
+    def __init__(self, codec: Codec, asr, candidates: int = 8, seed: int = 0, options=None):
+        from .asr import REWARD
+        if candidates < 1:
+            raise ValueError("candidates must be at least 1")
+        self.codec, self.asr, self.candidates, self.seed = codec, asr, candidates, seed
+        self.options = options or REWARD
+        self.chosen_sample = 0  # windows where a sample beat the argmax (for reports)
+        self.windows = 0
+
+    @torch.inference_mode()
+    def candidate_levels(self, window_audio: np.ndarray, window_number: int) -> torch.Tensor:
+        """[N, D, WINDOW] level indices on the CPU: the argmax path first, then N - 1
+        samples from the policy."""
+        q = self.codec.quantizer
+        x = torch.from_numpy(np.ascontiguousarray(window_audio, dtype=np.float32))
+        z = q.bound(self.codec.encoder(x[None].to(self.codec.device)))[:, :, CONTEXT:CONTEXT + WINDOW]
+        argmax = q.argmax(z).cpu()
+        if self.candidates == 1:
+            return argmax
+        probs = torch.softmax(q.logits(z.float()), dim=-1).cpu()
+        probs = probs.expand(self.candidates - 1, -1, -1, -1)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + window_number)
+        samples = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+        return torch.cat([argmax, samples.view(probs.shape[:-1])])
+
+    @torch.inference_mode()
+    def __call__(self, window_audio: np.ndarray, window_number: int, valid_samples: int
+                 ) -> np.ndarray:
+        q, hop = self.codec.quantizer, self.codec.mode.hop
+        levels = self.candidate_levels(window_audio, window_number)
+        self.windows += 1
+        if len(levels) > 1 and valid_samples > 0:
+            original = window_audio[CONTEXT * hop:CONTEXT * hop + valid_samples]
+            frames = -(-valid_samples // hop)
+            decoded = self.codec.decoder(q.scaled(levels[:, :, :frames].to(self.codec.device)))
+            decoded = decoded.float().cpu().numpy()[:, :valid_samples]
+            reference, *hypotheses = self.asr.texts([original, *decoded], self.options)
+            best = pick_closest(reference, hypotheses)
+            self.chosen_sample += best > 0
+        else:
+            best = 0
+        chosen = levels[best:best + 1].to(self.codec.device)
+        return q.to_index(chosen)[0].cpu().numpy().astype(np.int64)

@@ -1,0 +1,150 @@
+"""Encode-time search (`encode --search N`): which candidate wins, determinism, plumbing."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from claricodec.cli.main import main
+from claricodec.codec import CONTEXT, WINDOW, WindowedEncoder
+from claricodec.search import ASRSearch, pick_closest
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_pick_closest_lowest_cer_first_on_ties_and_zero_when_nothing_heard():
+    assert pick_closest("hello world", ["yellow word", "hello world", "hello world"]) == 1
+    assert pick_closest("hello world", ["abc", "xyz"]) == 0  # equal CER (1.0): the first
+    assert pick_closest("hello world", ["", "hello"]) == 1
+    assert pick_closest("", ["anything", "else"]) == 0  # silence: keep the argmax
+    assert pick_closest("...", ["hello", "world"]) == 0  # normalises to nothing
+
+
+class ScriptedASR:
+    """Answers texts() from a script: the reference first, then one text per candidate."""
+
+    def __init__(self, reference: str, winner: int | None, candidates: int):
+        self.reference, self.winner, self.candidates = reference, winner, candidates
+        self.calls = []
+
+    def texts(self, clips, options=None):
+        self.calls.append([len(c) for c in clips])
+        hyps = ["zzz"] * (len(clips) - 1)
+        if self.winner is not None:
+            hyps[self.winner] = self.reference
+        return [self.reference, *hyps]
+
+
+def window_of(audio: np.ndarray, hop: int) -> np.ndarray:
+    window = np.zeros((2 * CONTEXT + WINDOW) * hop, np.float32)
+    take = min(len(audio), WINDOW * hop)
+    window[CONTEXT * hop:CONTEXT * hop + take] = audio[:take]
+    return window
+
+
+@pytest.fixture
+def model(tiny_codec):
+    return tiny_codec.model
+
+
+@pytest.fixture
+def pcm(speech):
+    audio, rate = speech
+    assert rate == 16000
+    return audio.astype(np.float32)
+
+
+def test_the_candidate_the_asr_understands_is_kept(model, pcm):
+    hop = model.mode.hop
+    window = window_of(pcm, hop)
+    search = ASRSearch(model, ScriptedASR("the quick brown fox", winner=3, candidates=6), candidates=6)
+    levels = search.candidate_levels(window, 0)
+    assert levels.shape == (6, model.quantizer.dim, WINDOW)
+    assert torch.equal(levels[0:1], model.quantizer.argmax(
+        model.quantizer.bound(model.encoder(torch.from_numpy(window)[None]))[:, :, CONTEXT:CONTEXT + WINDOW]))
+    assert (levels[1:] != levels[0:1]).any(), "the policy samples should differ from the argmax somewhere"
+    chosen = search(window, 0, len(pcm))
+    assert np.array_equal(chosen, model.quantizer.to_index(levels[3:4])[0].numpy())
+    assert search.chosen_sample == 1
+    # The ASR heard the original's real samples only, and each candidate cut to the same length.
+    assert search.asr.calls == [[len(pcm)] * 7]
+
+
+def test_argmax_kept_on_ties_silence_and_with_one_candidate(model, pcm):
+    window = window_of(pcm, model.mode.hop)
+    plain = model.encode_window(window)
+    tie = ASRSearch(model, ScriptedASR("hello", winner=None, candidates=4), candidates=4)
+    assert np.array_equal(tie(window, 0, len(pcm)), plain)
+    silent = ASRSearch(model, ScriptedASR("", winner=2, candidates=4), candidates=4)
+    assert np.array_equal(silent(window, 0, len(pcm)), plain)
+    one = ASRSearch(model, ScriptedASR("hello", winner=None, candidates=1), candidates=1)
+    assert np.array_equal(one(window, 0, len(pcm)), plain)
+    assert one.asr.calls == []  # nothing to choose between: no ASR call
+
+
+def test_samples_depend_on_seed_and_window_number_only(model, pcm):
+    window = window_of(pcm, model.mode.hop)
+    a = ASRSearch(model, None, candidates=5, seed=0)
+    b = ASRSearch(model, None, candidates=5, seed=0)
+    assert torch.equal(a.candidate_levels(window, 7), b.candidate_levels(window, 7))
+    assert not torch.equal(a.candidate_levels(window, 7), a.candidate_levels(window, 8))
+    assert not torch.equal(a.candidate_levels(window, 7),
+                           ASRSearch(model, None, candidates=5, seed=1).candidate_levels(window, 7))
+
+
+def test_windowed_encoder_passes_window_numbers_and_real_sample_counts(model):
+    hop = model.mode.hop
+    seen = []
+
+    def choose(window, number, valid):
+        seen.append((number, valid))
+        return model.encode_window(window)
+
+    audio = np.random.default_rng(0).standard_normal(WINDOW * hop * 2 + 1234).astype(np.float32) * 0.1
+    whole = WindowedEncoder(model, choose)
+    codes = np.concatenate([whole.push(audio), whole.finish()])
+    assert seen == [(0, WINDOW * hop), (1, WINDOW * hop), (2, 1234)]
+    assert np.array_equal(codes, model.encode(audio))  # choose = argmax gives the plain codes
+    seen.clear()
+    pieces = WindowedEncoder(model, choose)  # any read size: same windows, same numbers
+    parts = [pieces.push(audio[i:i + 7777]) for i in range(0, len(audio), 7777)]
+    assert np.array_equal(np.concatenate([*parts, pieces.finish()]), codes)
+    assert seen == [(0, WINDOW * hop), (1, WINDOW * hop), (2, 1234)]
+
+
+@pytest.fixture
+def run(weights_env):
+    def invoke(*args):
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return invoke
+
+
+def test_cli_search_with_the_real_asr_gives_a_same_size_file_that_decodes(run, tmp_path):
+    plain, searched, wav = tmp_path / "plain.cc", tmp_path / "searched.cc", tmp_path / "out.wav"
+    assert run("encode", DATA / "hello.wav", plain).exit_code == 0
+    result = run("encode", "--search", 3, DATA / "hello.wav", searched)
+    assert result.exit_code == 0, result.output
+    assert len(searched.read_bytes()) == len(plain.read_bytes())
+    assert searched.read_bytes()[:12] == plain.read_bytes()[:12]  # same header
+    again = tmp_path / "again.cc"
+    assert run("encode", "--search", 3, DATA / "hello.wav", again).exit_code == 0
+    assert again.read_bytes() == searched.read_bytes()  # same input, same bytes
+    assert run("decode", searched, wav).exit_code == 0
+    assert sf.info(io.BytesIO(wav.read_bytes())).frames == sf.info(DATA / "hello.wav").frames
+
+
+def test_cli_search_errors_are_one_line_and_leave_no_file(run, tmp_path):
+    out = tmp_path / "x.cc"
+    result = run("encode", "--asr", "tiny.en", DATA / "hello.wav", out)
+    assert result.exit_code != 0 and "--asr only matters with --search" in result.output
+    result = run("encode", "--search", 2, "--asr", tmp_path / "no-such-model", DATA / "hello.wav", out)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    result = run("encode", "--search", 0, DATA / "hello.wav", out)
+    assert result.exit_code != 0
+    assert not out.exists()
