@@ -8,7 +8,9 @@ and by more than resampling noise? Paired bootstrap over utterances, overall and
     python3 bench/versus.py new.jsonl --baseline old.jsonl   # two checkpoints (claricodec eval files)
 
 With --baseline, the other file's ClariCodec hypotheses join as one more peer, "baseline":
-two weights on the same utterances, as when choosing which checkpoint to ship.
+two weights (or two encode settings) on the same utterances, as when choosing which
+checkpoint to ship. Peers in the baseline file that the first lacks join too, so a
+`claricodec eval --save-hyps` file can be set against a `peers.py --save-hyps` file's Codec2.
 """
 from __future__ import annotations
 
@@ -67,14 +69,18 @@ def read_rows(path: str) -> list[dict]:
 
 
 def with_baseline(rows: list[dict], baseline: list[dict], name: str) -> list[dict]:
-    """`rows` with the baseline file's ClariCodec hypothesis as the peer "baseline"."""
+    """`rows` with the baseline file's ClariCodec hypothesis as the peer "baseline", and
+    its other systems (peers' hypotheses) where `rows` has none of that name."""
     theirs = {r["id"]: r for r in baseline}
     if set(theirs) != {r["id"] for r in rows}:
         raise SystemExit(f"{name}: not the same utterances as the first file")
     for row in rows:
         if theirs[row["id"]]["reference"] != row["reference"]:
             raise SystemExit(f"{name}: utterance {row['id']} has another reference")
-        row["hyps"]["baseline"] = theirs[row["id"]]["hyps"][CLARICODEC]
+        hyps = theirs[row["id"]]["hyps"]
+        row["hyps"]["baseline"] = hyps[CLARICODEC]
+        for peer, text in hyps.items():
+            row["hyps"].setdefault(peer, text)
     return rows
 
 

@@ -63,6 +63,11 @@ def test_versus_compares_two_checkpoints_on_the_same_utterances(tmp_path):
                  "hyps": {"original": "one two", "decoded": text}} for i, text in enumerate(decoded)]
     merged = versus.with_baseline(rows(["one two"] * 4), rows(["one"] * 4), "old.jsonl")
     assert versus.compare(merged, "baseline", resamples=50)["diff"] == -50.0
+    assert [r["hyps"]["original"] for r in merged] == ["one two"] * 4  # the first file's own stay
+    peers_file = [dict(r, hyps=dict(r["hyps"], **{"codec2-700c": "two"})) for r in rows(["one"] * 4)]
+    merged = versus.with_baseline(rows(["one two"] * 4), peers_file, "peers.jsonl")
+    assert versus.compare(merged, "codec2-700c", resamples=50)["diff"] == -50.0
+    assert "| codec2-700c | all | 4 | -50.0 |" in versus.markdown(merged, resamples=50)
     for other in (rows(["one"] * 3), [dict(r, reference="THREE") for r in rows(["one"] * 4)]):
         with pytest.raises(SystemExit, match="old.jsonl"):
             versus.with_baseline(rows(["one two"] * 4), other, "old.jsonl")
