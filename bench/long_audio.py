@@ -1,6 +1,7 @@
 """Hours-long input: peak memory, speed, and codes that do not depend on how input is fed.
 
     python3 bench/long_audio.py --minutes 10 60 > long.md
+    python3 bench/long_audio.py --minutes 5 --encode-options "--search 8"
 
 For each length it builds a WAV of real dev speech (utterances repeated end to end), then
 runs the real command line under /usr/bin/time: `claricodec encode FILE`, the same audio
@@ -52,12 +53,15 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[10, 60])
     parser.add_argument("--manifest", type=Path, default=DEV)
     parser.add_argument("--weights", default=None)
+    parser.add_argument("--encode-options", default="", metavar="'--search 8'",
+                        help="extra options for both encode commands")
     args = parser.parse_args()
     from claricodec.bitstream import read_stream
 
     env_weights = f"--weights {args.weights} " if args.weights else ""
+    encode = " ".join(filter(None, ["claricodec encode", env_weights.strip(), args.encode_options])) + " "
     print(f"claricodec on {os.cpu_count()} CPU core(s), torch threads default; "
-          f"real dev speech repeated to length.\n")
+          f"real dev speech repeated to length; `{encode.strip()}`.\n")
     print("| input | encode s | encode x RT | encode peak MB | pipe encode peak MB | "
           "decode s | decode x RT | decode peak MB | file = pipe codes |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -66,8 +70,8 @@ def main() -> None:
             wav, cc, piped, out = (Path(tmp) / n for n in ("in.wav", "in.cc", "pipe.cc", "out.wav"))
             sf.write(wav, speech(minutes, args.manifest), 16000, subtype="PCM_16")
             seconds = minutes * 60
-            enc_s, enc_mb = timed(f"claricodec encode {env_weights}{wav} {cc} 2>/dev/null")
-            _, pipe_mb = timed(f"cat {wav} | claricodec encode {env_weights}- {piped} 2>/dev/null")
+            enc_s, enc_mb = timed(f"{encode}{wav} {cc} 2>/dev/null")
+            _, pipe_mb = timed(f"cat {wav} | {encode}- {piped} 2>/dev/null")
             dec_s, dec_mb = timed(f"claricodec decode {env_weights}{cc} {out} 2>/dev/null")
             same = read_stream(cc.read_bytes()).indices == read_stream(piped.read_bytes()).indices
             print(f"| {minutes:g} min | {enc_s:.0f} | {seconds / enc_s:.0f}x | {enc_mb} | {pipe_mb} | "
