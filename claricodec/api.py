@@ -41,7 +41,9 @@ class ClariCodec:
 
             from .asr import ASR
             from .search import ASRSearch
-            judge = ASR(asr, device=device, threads=torch.get_num_threads())
+            # The judge runs on the GPU only where CTranslate2 was built with CUDA ("auto").
+            judge = ASR(asr, device="cpu" if str(device) == "cpu" else "auto",
+                        threads=torch.get_num_threads())
             self.search = ASRSearch(self.model, judge, candidates=search)
 
     # --- encode --------------------------------------------------------------------------
