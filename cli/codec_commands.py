@@ -124,6 +124,9 @@ def encode(source, target, weights, encoder, crc, raw, search, asr, device, forc
             raise JobError(f"{name}: {err}") from None
 
     run_jobs(source, target, ".cc", force, work)
+    if codec.search and codec.search.windows:
+        console.print(f"search: a policy draw beat the argmax codes in {codec.search.chosen_sample} "
+                      f"of {codec.search.windows} windows (10 s each)")
 
 
 @click.command()

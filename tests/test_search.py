@@ -129,6 +129,7 @@ def test_cli_search_with_the_real_asr_gives_a_same_size_file_that_decodes(run, t
     assert run("encode", DATA / "hello.wav", plain).exit_code == 0
     result = run("encode", "--search", 3, DATA / "hello.wav", searched)
     assert result.exit_code == 0, result.output
+    assert "of 1 windows" in result.output  # the search reports what it did
     assert len(searched.read_bytes()) == len(plain.read_bytes())
     assert searched.read_bytes()[:12] == plain.read_bytes()[:12]  # same header
     again = tmp_path / "again.cc"
