@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="folder for the decoded WAVs")
     parser.add_argument("--weights", default=None, help="ClariCodec weights directory")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--search", type=int, default=8,
+                        help="also ClariCodec with `encode --search N` (0: leave that row out)")
     args = parser.parse_args()
     if shutil.which("c2enc") is None:
         sys.exit("round_trip.py: c2enc not found (Debian package codec2)")
@@ -42,7 +44,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     codec = ClariCodec(args.weights)
     asr = ASR(threads=args.threads)
-    systems = [ClariCodecSystem(codec, "claricodec")] + [Codec2System(m) for m in MODES]
+    systems = [ClariCodecSystem(codec, "claricodec")]
+    if args.search > 1:
+        systems.append(ClariCodecSystem(ClariCodec(args.weights, search=args.search),
+                                        f"claricodec-search{args.search}"))
+    systems += [Codec2System(m) for m in MODES]
     print(f"ASR {asr.name} (beam {EVAL.beam_size}, {EVAL.window_seconds:g} s window); "
           f"ClariCodec weights {codec.info.get('model_id')}\n")
     for path in args.audio:
