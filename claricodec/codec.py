@@ -75,12 +75,17 @@ class Codec(nn.Module):
         return -(-num_samples // self.mode.hop)
 
     @torch.inference_mode()
-    def encode_window(self, window_audio: np.ndarray) -> np.ndarray:
-        """One analysis window, (CONTEXT + WINDOW + CONTEXT) * hop samples -> WINDOW indices."""
+    def window_latent(self, window_audio: np.ndarray) -> torch.Tensor:
+        """One analysis window, (CONTEXT + WINDOW + CONTEXT) * hop samples -> the bounded
+        latent z [1, D, WINDOW] of its WINDOW centre frames."""
         x = torch.from_numpy(np.ascontiguousarray(window_audio, dtype=np.float32))
         z = self.quantizer.bound(self.encoder(x.unsqueeze(0).to(self.device)))
-        index = self.quantizer.to_index(self.quantizer.argmax(z))[0]
-        return index[CONTEXT:CONTEXT + WINDOW].cpu().numpy().astype(np.int64)
+        return z[:, :, CONTEXT:CONTEXT + WINDOW]
+
+    def encode_window(self, window_audio: np.ndarray) -> np.ndarray:
+        """One analysis window -> WINDOW indices (the argmax path)."""
+        index = self.quantizer.to_index(self.quantizer.argmax(self.window_latent(window_audio)))[0]
+        return index.cpu().numpy().astype(np.int64)
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
         """Whole 16 kHz mono float32 signal -> frame indices (see WindowedEncoder)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .codec import CONTEXT, WINDOW, Codec
+from .codec import CONTEXT, Codec
 from .textnorm import count_errors, normalize
 
 
@@ -27,8 +27,7 @@ def pick_closest(reference: str, hypotheses: list[str]) -> int:
     An empty reference (nothing heard) picks 0."""
     if not normalize(reference):
         return 0
-    rates = [count_errors(reference, h).cer for h in hypotheses]
-    return int(np.argmin([1e9 if r is None else r for r in rates]))
+    return int(np.argmin([count_errors(reference, h).cer for h in hypotheses]))
 
 
 class ASRSearch:
@@ -48,8 +47,7 @@ class ASRSearch:
         """[N, D, WINDOW] level indices on the CPU: the argmax path first, then N - 1
         samples from the policy."""
         q = self.codec.quantizer
-        x = torch.from_numpy(np.ascontiguousarray(window_audio, dtype=np.float32))
-        z = q.bound(self.codec.encoder(x[None].to(self.codec.device)))[:, :, CONTEXT:CONTEXT + WINDOW]
+        z = self.codec.window_latent(window_audio)
         argmax = q.argmax(z).cpu()
         if self.candidates == 1:
             return argmax
