@@ -63,10 +63,15 @@ def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: 
               help="Size budget of the train slice (the working tree and wheels travel too).")
 @click.option("--teacher-dims", type=click.IntRange(1, 384), default=128, show_default=True,
               help="Principal components of the train split's teacher states to carry (384: all).")
+@click.option("--opus-level", type=click.FloatRange(0, 1), default=None,
+              help="Opus compression level of the train audio, 0 (best) to 1 (smallest): 0.97 is "
+                   "~13 kbit/s, still wideband, twice the speech of the default in a part.")
+@click.option("--exclude", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="A file of utterance ids (one a line) never to pack, e.g. bench/heldout200.ids.")
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared data cache.")
 @click.option("--wheels/--no-wheels", default=True, show_default=True,
               help="Also download the wheels the GPU machine lacks (needs the package index).")
-def pack(out, part, max_mb, teacher_dims, cache, wheels):
+def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels):
     """Pack a slice of the prepared data (plus run.sh) for stage 1 on a borrowed GPU.
 
     Audio travels as Ogg/Opus and teacher states as int8 principal components: ~65 minutes
@@ -77,7 +82,7 @@ def pack(out, part, max_mb, teacher_dims, cache, wheels):
     import sys
     import tempfile
     from claricodec.train.pack import (DEVICE_SCRIPT, DEVICE_WHEELS, PackError, folder_bytes,
-                                       pack_split, part_ids)
+                                       opus_bytes_per_second, pack_split, part_ids)
     from claricodec.train.stage1 import validation_ids
     if out.exists() and any(out.iterdir()):
         fail(f"{out}: exists and is not empty (remove it, or pick another folder)")
@@ -91,9 +96,12 @@ def pack(out, part, max_mb, teacher_dims, cache, wheels):
         tmp = Path(tmp)
         try:
             train_index = json.loads((train_dir / "index.json").read_text())
-            ids = part_ids(train_index, int(max_mb * 1e6), part, teacher_dims=teacher_dims)
+            excluded = frozenset(exclude.read_text().split()) if exclude else frozenset()
+            ids = part_ids(train_index, int(max_mb * 1e6), part, teacher_dims=teacher_dims,
+                           audio_bytes_per_second=opus_bytes_per_second(train_dir, opus_level),
+                           exclude=excluded)
             console.print(f"packing part {part}: {len(ids)} train utterances")
-            pack_split(train_dir, tmp / "train", ids, teacher_dims)
+            pack_split(train_dir, tmp / "train", ids, teacher_dims, opus_level)
             dev_count = len(json.loads((dev_dir / "index.json").read_text()))
             pack_split(dev_dir, tmp / "dev", validation_ids(dev_count))
         except PackError as err:

@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from claricodec.cli.main import main
-from claricodec.train.pack import (PackError, estimated_bytes, part_ids, project_teacher,
-                                   quantize_teacher, restore_teacher, teacher_basis, unpack_split)
+from claricodec.train.pack import (PackError, estimated_bytes, opus_bytes_per_second, part_ids,
+                                   project_teacher, quantize_teacher, restore_teacher,
+                                   teacher_basis, unpack_split)
 from claricodec.train.stage1 import Corpus
 
 from test_training import cache  # noqa: F401  (the three-utterance cache fixture)
@@ -86,6 +87,27 @@ def test_fewer_teacher_components_fit_more_speech_in_a_part():
     whole = part_ids(index, 2_000_000, 0)
     reduced = part_ids(index, 2_000_000, 0, teacher_dims=128)
     assert len(reduced) > 1.5 * len(whole)
+
+
+def test_excluded_utterances_are_in_no_part():
+    index = [{"id": f"u{i}", "length": 16000 * (1 + i % 7)} for i in range(200)]
+    held_out = frozenset(f"u{i}" for i in range(0, 200, 3))
+    packed = []
+    for k in range(50):
+        try:
+            packed += part_ids(index, 200_000, k, exclude=held_out)
+        except PackError:
+            break
+    assert sorted(index[i]["id"] for i in packed) == sorted({u["id"] for u in index} - held_out)
+
+
+def test_a_higher_opus_level_packs_more_speech_in_the_same_budget(prepared):
+    default = opus_bytes_per_second(prepared / "train", None, seconds=10)
+    small = opus_bytes_per_second(prepared / "train", 0.97, seconds=10)
+    assert small < 0.7 * default
+    index = [{"length": 16000 * (1 + i % 7)} for i in range(400)]
+    assert len(part_ids(index, 2_000_000, 0, audio_bytes_per_second=small)) > \
+        len(part_ids(index, 2_000_000, 0, audio_bytes_per_second=default))
 
 
 def test_pack_then_unpack_rebuilds_a_cache_training_can_read(prepared, tmp_path):

@@ -39,21 +39,25 @@ class PackError(Exception):
     pass
 
 
-def estimated_bytes(length: int, teacher_dims: int = TEACHER_DIM) -> int:
+def estimated_bytes(length: int, teacher_dims: int = TEACHER_DIM,
+                    audio_bytes_per_second: float = OPUS_BYTES_PER_SECOND) -> int:
     frames = length // HOP
-    return int(length / CODEC_RATE * OPUS_BYTES_PER_SECOND) + frames * (teacher_dims + 4) + 200
+    return int(length / CODEC_RATE * audio_bytes_per_second) + frames * (teacher_dims + 4) + 200
 
 
 def part_ids(index: list[dict], budget_bytes: int, part: int, seed: int = 0,
-             teacher_dims: int = TEACHER_DIM) -> list[int]:
-    """Utterance ids of slice `part` of a fixed shuffle, each slice within the budget."""
+             teacher_dims: int = TEACHER_DIM, audio_bytes_per_second: float = OPUS_BYTES_PER_SECOND,
+             exclude: frozenset[str] = frozenset()) -> list[int]:
+    """Utterance ids of slice `part` of a fixed shuffle, each slice within the budget.
+    Utterances whose id is in `exclude` (e.g. those held out for scoring) are never packed."""
     order = list(range(len(index)))
     random.Random(seed).shuffle(order)
+    order = [i for i in order if index[i].get("id") not in exclude]
     if teacher_dims < TEACHER_DIM:
         budget_bytes -= (teacher_dims + 1) * TEACHER_DIM * 4  # the basis and mean travel too
     slices, current, used = [], [], 0
     for i in order:
-        size = estimated_bytes(index[i]["length"], teacher_dims)
+        size = estimated_bytes(index[i]["length"], teacher_dims, audio_bytes_per_second)
         if current and used + size > budget_bytes:
             slices.append(current)
             current, used = [], 0
@@ -97,11 +101,28 @@ def restore_teacher(coords: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> 
     return states
 
 
-def pack_split(cache_dir: Path, out_dir: Path, ids: list[int],
-               teacher_dims: int | None = None) -> None:
-    """Write the chosen utterances of a cache as a pack split (teacher states as their top
-    `teacher_dims` principal components, or whole when None)."""
+def write_opus(path, pcm: np.ndarray, level: float | None = None) -> None:
+    """int16 PCM as Ogg/Opus; `level` is libsndfile's compression level (0 largest and best,
+    1 smallest; None its default, ~28 kbit/s here; 0.97 ~13 kbit/s, still wideband)."""
     import soundfile as sf
+    extra = {} if level is None else {"compression_level": level}
+    sf.write(path, pcm.astype(np.float32) / 32768, CODEC_RATE, format="OGG", subtype="OPUS", **extra)
+
+
+def opus_bytes_per_second(cache_dir: Path, level: float | None, seconds: float = 120) -> float:
+    """Measured on the cache's first `seconds` of speech, plus 10 % for speech that codes larger."""
+    import io
+    audio = np.load(cache_dir / "audio.npy", mmap_mode="r")
+    sample = np.asarray(audio[:int(seconds * CODEC_RATE)])
+    buffer = io.BytesIO()
+    write_opus(buffer, sample, level)
+    return 1.1 * buffer.tell() / (len(sample) / CODEC_RATE)
+
+
+def pack_split(cache_dir: Path, out_dir: Path, ids: list[int],
+               teacher_dims: int | None = None, opus_level: float | None = None) -> None:
+    """Write the chosen utterances of a cache as a pack split (teacher states as their top
+    `teacher_dims` principal components, or whole when None; audio at `opus_level`)."""
     audio = np.load(cache_dir / "audio.npy", mmap_mode="r")
     index = json.loads((cache_dir / "index.json").read_text())
     teacher_path = cache_dir / "teacher.npy"
@@ -117,8 +138,7 @@ def pack_split(cache_dir: Path, out_dir: Path, ids: list[int],
         rows.append(dict(utt, offset=offset))
         offset += length
     out_dir.mkdir(parents=True, exist_ok=True)
-    sf.write(out_dir / "audio.ogg", np.concatenate(pcm).astype(np.float32) / 32768, CODEC_RATE,
-             format="OGG", subtype="OPUS")
+    write_opus(out_dir / "audio.ogg", np.concatenate(pcm), opus_level)
     states = np.concatenate(states)
     if teacher_dims is not None and teacher_dims < TEACHER_DIM:
         mean, basis = teacher_basis(states, teacher_dims)
