@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import zlib
 from dataclasses import asdict
 from pathlib import Path
@@ -209,6 +210,34 @@ def test_minutes_limit_stops_the_run_then_validates_and_saves(cache, tmp_path):
     assert (tmp_path / "run" / "state.pt").exists()
     last = json.loads((tmp_path / "run" / "train.log").read_text().splitlines()[-1])
     assert last["step"] == trainer.step and "score" in last
+
+
+def test_batches_load_ahead_and_a_resumed_run_trains_as_an_unbroken_one(cache, tmp_path,
+                                                                         monkeypatch):
+    # One utterance a batch: three batches an epoch, so the loader works ahead within one.
+    cfg = Stage1Config(steps=5, gan_start=3, batch_seconds=2.0, max_seconds=2.0,
+                       speed_perturb=0.1, channel_noise_share=0.5, val_every=1000,
+                       save_every=1000, log_every=1000)
+    on_main_thread = []
+    load = Corpus.load
+
+    def recording_load(self, *args, **kwargs):
+        on_main_thread.append(threading.current_thread() is threading.main_thread())
+        return load(self, *args, **kwargs)
+
+    monkeypatch.setattr(Corpus, "load", recording_load)
+    make = lambda run: Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, None,  # noqa: E731
+                                     tmp_path / run)
+    unbroken = make("unbroken")
+    unbroken.run()
+    assert unbroken.step == 5 and False in on_main_thread  # some batches came from the loader
+    broken = make("broken")
+    broken.run(until_step=2)  # stops mid-epoch, a batch loaded ahead and dropped
+    resumed = make("broken")
+    assert resumed.resume() and resumed.step == 2
+    resumed.run()
+    expected = unbroken.codec.state_dict()
+    assert all(torch.equal(expected[k], v) for k, v in resumed.codec.state_dict().items())
 
 
 def test_discriminators_of_an_older_shape_start_afresh(cache, tmp_path):
