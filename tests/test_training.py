@@ -229,6 +229,8 @@ def test_batches_load_ahead_and_a_resumed_run_trains_as_an_unbroken_one(cache, t
     make = lambda run: Stage1Trainer(CodecConfig(**TINY.to_dict()), cfg, cache, None,  # noqa: E731
                                      tmp_path / run)
     unbroken = make("unbroken")
+    assert not unbroken.load_ahead  # on the CPU only on request: the cores are busy stepping
+    unbroken.load_ahead = True  # as on a GPU
     unbroken.run()
     assert unbroken.step == 5 and False in on_main_thread  # some batches came from the loader
     broken = make("broken")

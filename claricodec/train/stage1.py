@@ -256,6 +256,9 @@ class Stage1Trainer:
         self.step, self.epoch, self.wall = 0, 0, 0.0
         self.best_score = float("inf")  # lowest validation score so far: gates the warm-start
         self.pending: list[list[int]] = []
+        # On a GPU the CPU idles while a step runs, so the next batch is built meanwhile; on
+        # the CPU a loader thread would only compete with the step for the same cores.
+        self.load_ahead = self.device.type == "cuda"
         run_dir.mkdir(parents=True, exist_ok=True)
 
     # --- state -------------------------------------------------------------------------
@@ -507,8 +510,8 @@ class Stage1Trainer:
         with open(log_path, "a") as f:  # the schedule in force from here on
             f.write(json.dumps({"step": self.step, "config": asdict(self.cfg)}) + "\n")
         recent: dict[str, list[float]] = {}
-        # One batch is built on a background thread while the current step runs: on a GPU,
-        # building 80 s of batch on the CPU (~0.1 s) is otherwise half of a step.
+        # With load_ahead, one batch is built on a background thread while the current step
+        # runs: on a GPU, building 80 s of batch on the CPU (~0.1 s) is otherwise half a step.
         loader = ThreadPoolExecutor(max_workers=1)
         ahead = None  # (ids, future): the batch the next step takes, loading
         try:
@@ -524,7 +527,7 @@ class Stage1Trainer:
                 else:  # the first step, or the first of an epoch
                     batch = self.load_batch(ids, self.step)
                 ahead = None
-                if self.pending:
+                if self.pending and self.load_ahead:
                     ahead = (self.pending[-1],
                              loader.submit(self.load_batch, self.pending[-1], self.step + 1))
                 stats = self.train_step(batch)
