@@ -81,8 +81,9 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels):
     import subprocess
     import sys
     import tempfile
-    from claricodec.train.pack import (DEVICE_SCRIPT, DEVICE_WHEELS, PackError, folder_bytes,
-                                       opus_bytes_per_second, pack_split, part_ids)
+    from claricodec.train.pack import (DEVICE_SCRIPT, DEVICE_WHEELS, OPUS_BYTES_PER_SECOND,
+                                       PackError, folder_bytes, opus_bytes_per_second,
+                                       pack_split, part_ids)
     from claricodec.train.stage1 import validation_ids
     if out.exists() and any(out.iterdir()):
         fail(f"{out}: exists and is not empty (remove it, or pick another folder)")
@@ -97,9 +98,11 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels):
         try:
             train_index = json.loads((train_dir / "index.json").read_text())
             excluded = frozenset(exclude.read_text().split()) if exclude else frozenset()
+            # The default level keeps the fixed estimate, so part K stays the slice it was.
+            audio_rate = (OPUS_BYTES_PER_SECOND if opus_level is None
+                          else opus_bytes_per_second(train_dir, opus_level))
             ids = part_ids(train_index, int(max_mb * 1e6), part, teacher_dims=teacher_dims,
-                           audio_bytes_per_second=opus_bytes_per_second(train_dir, opus_level),
-                           exclude=excluded)
+                           audio_bytes_per_second=audio_rate, exclude=excluded)
             console.print(f"packing part {part}: {len(ids)} train utterances")
             pack_split(train_dir, tmp / "train", ids, teacher_dims, opus_level)
             dev_count = len(json.loads((dev_dir / "index.json").read_text()))
