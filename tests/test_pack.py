@@ -183,3 +183,17 @@ def test_run_sh_probe_sizes_the_new_cycle_from_the_logged_step_rate(tmp_path):
     # 10 steps/s measured between the first and last loss lines; 2 minutes from step 260.
     assert run.stdout.split() == ["260", str(260 + 1200)]
     assert "10.00 steps/s" in run.stderr
+
+
+def test_packing_into_a_git_tree_that_does_not_ignore_it_warns(prepared, tmp_path):
+    import subprocess
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("/.gpu*/\n")
+    runner = CliRunner()
+    for name, warned in ((".gpu", False), ("pack", True)):
+        result = runner.invoke(main, ["train", "pack", str(repo / name), "--cache", str(prepared),
+                                      "--no-wheels"])
+        assert result.exit_code == 0, result.output
+        said = " ".join(result.output.split())  # as one line, whatever the console wrapped
+        assert ("not ignored" in said) == warned, result.output
