@@ -126,25 +126,21 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels):
     seconds = sum(u["length"] for u in json.loads((out / "train" / "index.json").read_text())) / 16000
     console.print(f"{out}: {folder_bytes(out) / 1e6:.1f} MB, {seconds / 60:.0f} minutes of train "
                   f"speech; on the GPU machine: bash {out}/run.sh [MINUTES]")
-    if _tracked_by_git(out):
+    if _git_would_commit(out):
         console.print(f"[yellow]warning:[/] {out} is inside a git work tree and not ignored: a "
                       f"pack is corpus data; add it to .gitignore before committing anything")
 
 
-def _tracked_by_git(path: Path) -> bool:
+def _git_would_commit(path: Path) -> bool:
     """True when `path` lies in a git work tree that does not ignore it (the GPU carry wants
     the pack in the repository, where `git add -A` would commit it)."""
     import subprocess
     try:
-        inside = subprocess.run(["git", "-C", str(path), "rev-parse", "--is-inside-work-tree"],
-                                capture_output=True, text=True)
-        if inside.returncode or inside.stdout.strip() != "true":
-            return False
         ignored = subprocess.run(["git", "-C", str(path), "check-ignore", "-q", "."],
                                  capture_output=True)
     except OSError:  # no git here
         return False
-    return ignored.returncode == 1  # 0: ignored; 1: not ignored; 128: an error
+    return ignored.returncode == 1  # 0: ignored; 1: not ignored; 128: no work tree, or an error
 
 
 @train.command()
