@@ -387,3 +387,12 @@ def stage2(weights, cache, run_dir, control, steps, until, group_size, reward, l
         else:
             add_encoder(best, weights, "rl", training)
             console.print(f"RL encoder added to {weights} (default encoder now 'rl')")
+
+
+def _add_imitation_commands() -> None:
+    from .train_imitation import imitate, targets
+    train.add_command(targets)
+    train.add_command(imitate)
+
+
+_add_imitation_commands()
