@@ -175,7 +175,8 @@ def test_training_follows_the_target_and_resumes_exactly(target_set, tiny_weight
     for key, value in whole.codec.encoder.state_dict().items():
         assert torch.equal(value, resumed.codec.encoder.state_dict()[key]), key
     with pytest.raises(TargetError, match="other settings"):
-        trainer(tiny_weights, root, tmp_path / "c", steps=5).resume()
+        trainer(tiny_weights, root, tmp_path / "c", steps=4, lr=1e-4).resume()
+    assert trainer(tiny_weights, root, tmp_path / "c", steps=8).resume()  # more steps: fine
 
 
 def test_cli_targets_then_imitate_adds_an_rl_encoder_old_files_still_decode(target_set, tiny_weights, tmp_path):

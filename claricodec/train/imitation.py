@@ -301,7 +301,8 @@ class ImitationTrainer:
         if not path.exists():
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
-        if state["config"] != asdict(self.cfg):
+        settings = lambda config: {k: v for k, v in config.items() if k != "steps"}  # noqa: E731
+        if settings(state["config"]) != settings(asdict(self.cfg)):  # --steps may grow
             raise TargetError(f"{self.run_dir} holds a run with other settings; use another --run-dir")
         self.codec.encoder.load_state_dict(state["encoder"])
         self.optimizer.load_state_dict(state["optimizer"])
