@@ -71,7 +71,7 @@ def test_collect_finds_the_candidate_the_search_kept_and_a_matched_control(targe
     targets = TargetSet(root / "targets")
     # Files in sorted order: short (window 0), then sub/long (windows 0, 1, 2).
     windows = targets.windows
-    assert [(w["file"], w["window"]) for w in windows] == [("short", 0), ("long", 0), ("long", 1), ("long", 2)]
+    assert [(Path(w["file"]).stem, w["window"]) for w in windows] == [("short", 0), ("long", 0), ("long", 1), ("long", 2)]
     assert [w["expert"] for w in windows] == [3, 0, 5, 2]
     assert meta == {"files": 2, "windows": 4, "moved_windows": 3, "candidates": CANDIDATES,
                     "search_seed": 0, "control_seed": 1}
@@ -79,10 +79,9 @@ def test_collect_finds_the_candidate_the_search_kept_and_a_matched_control(targe
         assert (w["control"] == 0) == (w["expert"] == 0) and 0 <= w["control"] < CANDIDATES
     model = ClariCodec(tiny_weights).model
     q = model.quantizer
-    codes = {"short": (root / "codes" / "short.cc"), "long": (root / "codes" / "sub" / "long.cc")}
     from claricodec.train.imitation import read_codes
     for i, w in enumerate(windows):
-        held = read_codes(codes[w["file"]])[w["window"] * WINDOW:][:w["frames"]]
+        held = read_codes(w["file"])[w["window"] * WINDOW:][:w["frames"]]
         expert = q.to_index(targets.levels["expert"][i:i + 1, :, :w["frames"]])[0].numpy()
         assert np.array_equal(expert, held)
         signal = targets.audio[w["offset"]:w["offset"] + w["length"]]

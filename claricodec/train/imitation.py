@@ -115,7 +115,7 @@ def collect(codec: Codec, pairs: Iterable[tuple[Path, Path]], out: Path, candida
             expert = match[0]
             control = 0 if expert == 0 else rng.randrange(1, len(cands))
             moved += expert > 0
-            records.append({"file": Path(code_path).stem, "offset": offset, "length": len(signal),
+            records.append({"file": str(code_path), "offset": offset, "length": len(signal),
                             "window": number, "frames": frames, "expert": expert, "control": control})
             for name, c in (("expert", expert), ("control", control), ("argmax", 0)):
                 levels[name].append(cands[c].numpy().astype(np.uint8))
