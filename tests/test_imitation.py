@@ -109,7 +109,7 @@ def test_a_cropped_window_gives_the_same_latent_as_the_full_analysis_window(targ
         torch.testing.assert_close(cropped, reference, atol=1e-4, rtol=0)
 
 
-def test_codes_from_other_weights_or_corrupt_files_are_refused(target_set, weights_factory, tmp_path):
+def test_codes_from_other_weights_or_corrupt_files_are_refused(target_set, tiny_weights, weights_factory, tmp_path):
     root, _ = target_set
     other = ClariCodec(weights_factory(tmp_path / "other", seed=1)).model
     with pytest.raises(TargetError, match="none of the 6 candidates"):
@@ -125,6 +125,15 @@ def test_codes_from_other_weights_or_corrupt_files_are_refused(target_set, weigh
     with pytest.raises(TargetError, match="not a target set"):
         TargetSet(tmp_path)
     assert not (tmp_path / "t").exists()
+    model = ClariCodec(tiny_weights).model
+    pairs = searched_pairs(root / "audio", root / "codes")[:1]
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "notes.txt").write_text("mine")
+    with pytest.raises(TargetError, match="not a target set; choose another"):
+        collect(model, pairs, tmp_path / "t", CANDIDATES)  # never replaces a folder it did not write
+    assert collect(model, pairs, tmp_path / "u", CANDIDATES)["files"] == 1
+    assert collect(model, pairs * 2, tmp_path / "u", CANDIDATES)["files"] == 2  # a set is replaced whole
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("u")) == ["u"]
 
 
 def test_agreement_counts_moved_and_kept_levels():

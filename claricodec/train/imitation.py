@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -125,13 +126,22 @@ def collect(codec: Codec, pairs: Iterable[tuple[Path, Path]], out: Path, candida
             progress()
     if not records:
         raise TargetError("no searched files to collect")
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "audio.npy", np.concatenate(signals))
-    np.savez_compressed(out / "levels.npz", **{k: np.stack(v) for k, v in levels.items()})
-    (out / "windows.json").write_text(json.dumps(records))
+    out = Path(out)
+    if out.exists() and not (out / "meta.json").exists():
+        raise TargetError(f"{out} exists and is not a target set; choose another --out")
+    # Written beside, then swapped in: an interrupted run never leaves a half-written set.
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    np.save(partial / "audio.npy", np.concatenate(signals))
+    np.savez_compressed(partial / "levels.npz", **{k: np.stack(v) for k, v in levels.items()})
+    (partial / "windows.json").write_text(json.dumps(records))
     meta = {"files": len(signals), "windows": len(records), "moved_windows": moved,
             "candidates": candidates, "search_seed": search_seed, "control_seed": control_seed}
-    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    (partial / "meta.json").write_text(json.dumps(meta, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
     return meta
 
 
