@@ -33,7 +33,7 @@ def _load_stage1(weights: Path | None, device: str):
               help="Weights the codes were searched with (default: the shipped ones).")
 @click.option("--candidates", type=click.IntRange(2, 64), default=8, show_default=True,
               help="The N of the `encode --search N` that made CODE_DIR.")
-@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads.")
 def targets(audio_dir, code_dir, out, weights, candidates, threads):
     """Pair search-encoded files (CODE_DIR, from `encode --search N AUDIO_DIR CODE_DIR`)
     with their audio: which candidate the search kept per window, and a control target
@@ -77,11 +77,14 @@ def targets(audio_dir, code_dir, out, weights, candidates, threads):
               help="Weight of the mel loss on the argmax path (default 1.0).")
 @click.option("--export/--no-export", default=True, show_default=True,
               help="Write the encoder when the run reaches --steps.")
-@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def imitate(target_set, weights, run_dir, control, steps, until, batch_windows, lr, kl_weight,
             mel_weight, export, threads, device):
-    """Stage 2 by expert iteration: teach the encoder the codes the search chose."""
+    """Stage 2 by expert iteration: teach the encoder the codes the search chose.
+
+    TARGET_SET comes from `claricodec train targets`. Run it once as is and once with
+    --control (same steps): only a gain over the control is the search's."""
     import torch
     from claricodec.train.data import DEFAULT_CACHE
     from claricodec.train.imitation import ImitationConfig, ImitationTrainer, TargetError, TargetSet
