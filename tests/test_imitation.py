@@ -164,7 +164,7 @@ def test_training_follows_the_target_and_resumes_exactly(target_set, tiny_weight
     target = t.targets.levels["expert"][[0]]
 
     def followed() -> float:
-        z, _, mask, _ = t._latents([0])
+        z, mask, _, _ = t._latents([0])
         frames = int(mask.sum())
         return float((model.quantizer.argmax(z)[..., :frames] == target[..., :frames]).float().mean())
 

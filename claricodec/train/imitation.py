@@ -148,11 +148,13 @@ def collect(codec: Codec, pairs: Iterable[tuple[Path, Path]], out: Path, candida
 def searched_pairs(audio_dir: Path, code_dir: Path) -> list[tuple[Path, Path]]:
     """(audio, .cc) pairs: every .cc under code_dir with the audio file of the same relative
     path and stem under audio_dir (the layout `encode DIR DIR` writes)."""
+    from ..audio import AUDIO_SUFFIXES
     pairs = []
     for code in sorted(Path(code_dir).rglob("*.cc")):
         stem = code.relative_to(code_dir).with_suffix("")
-        found = sorted(p for p in (Path(audio_dir) / stem.parent).glob(stem.name + ".*")
-                       if p.is_file() or p.is_symlink())
+        folder = Path(audio_dir) / stem.parent
+        found = sorted(p for p in folder.iterdir() if p.stem == stem.name
+                       and p.suffix.lower() in AUDIO_SUFFIXES) if folder.is_dir() else []
         if not found:
             raise TargetError(f"{code}: no audio named {stem}.* under {audio_dir}")
         pairs.append((found[0], code))
@@ -248,16 +250,16 @@ class ImitationTrainer:
         run_dir.mkdir(parents=True, exist_ok=True)
 
     def _latents(self, ids: list[int]):
+        """The windows' bounded latents over their real frames, the real-frame mask, the
+        audio those frames cover, and the encoder's input."""
         q, hop = self.codec.quantizer, self.codec.mode.hop
         audio, frames = self.targets.batch(ids, hop)
         audio = audio.to(self.device)
         longest = int(frames.max())
         mask = frame_mask(frames, longest).to(self.device)
         z = q.bound(self.codec.encoder(audio))[:, :, CONTEXT:CONTEXT + longest]
-        with torch.no_grad():
-            z_ref = q.bound(self.reference(audio))[:, :, CONTEXT:CONTEXT + longest]
         centre = audio[:, CONTEXT * hop:(CONTEXT + longest) * hop]
-        return z, z_ref, mask, centre
+        return z, mask, centre, audio
 
     def masked_mel(self, codes: torch.Tensor, centre: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mel L1 of the decoded valid frames. Past a window's end both signals are made exact
@@ -269,11 +271,14 @@ class ImitationTrainer:
 
     def batch_loss(self, ids: list[int]) -> tuple[torch.Tensor, dict]:
         cfg, q = self.cfg, self.codec.quantizer
-        z, z_ref, mask, centre = self._latents(ids)
+        z, mask, centre, audio = self._latents(ids)
+        with torch.no_grad():
+            z_ref = q.bound(self.reference(audio))[:, :, CONTEXT:CONTEXT + z.shape[-1]]
         target = self.targets.levels[cfg.target][ids][:, :, :z.shape[-1]].to(self.device)
-        logp = torch.log_softmax(q.logits(z), -1).gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(1)
+        logits = q.logits(z)
+        logp = torch.log_softmax(logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(1)
         ce = -masked_mean(logp, mask)
-        kl = masked_mean(categorical_kl(q.logits(z), q.logits(z_ref)).sum(1), mask)
+        kl = masked_mean(categorical_kl(logits, q.logits(z_ref)).sum(1), mask)
         mel = self.masked_mel(q.quantize_ste(z)[0], centre, mask)
         loss = ce + cfg.kl_weight * kl + cfg.mel_weight * mel
         return loss, {"ce": ce.item(), "kl": kl.item(), "mel": mel.item()}
@@ -286,7 +291,7 @@ class ImitationTrainer:
         q, totals, weight = self.codec.quantizer, {}, 0
         for start in range(0, len(ids), batch):
             chunk = ids[start:start + batch]
-            z, _, mask, centre = self._latents(chunk)
+            z, mask, centre, _ = self._latents(chunk)
             new = q.argmax(z)
             old = self.targets.levels["argmax"][chunk][:, :, :z.shape[-1]].to(self.device)
             stats = {"mel": self.masked_mel(q.scaled(new), centre, mask).item()}
