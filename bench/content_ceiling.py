@@ -12,6 +12,10 @@ clustering the teacher would be a better encoder than the trained one. Needs the
 caches (`claricodec train prepare`); about 35 CPU-minutes with the defaults.
 
     python3 bench/content_ceiling.py --weights weights/
+
+With --context it reads only the codes, twice: with that head (~0.7 s of context) and with a
+whole-utterance one (a bidirectional LSTM before it), to tell words lost in the codes from
+words a longer view could recover (about 17 CPU-minutes).
 """
 from __future__ import annotations
 
@@ -67,16 +71,25 @@ def codec_indices(codec, corpus: Corpus, i: int) -> torch.Tensor:
 
 
 class ReadOutHead(nn.Module):
-    """The stage-1 CTC head's shape, on unit indices (embedded) or on feature vectors."""
+    """The stage-1 CTC head's shape (about 0.7 s of context), on unit indices (embedded) or
+    on feature vectors. utterance_context=True puts a 2-layer bidirectional LSTM before it,
+    so every frame is read with the whole utterance around it."""
 
-    def __init__(self, feature_dim: int | None, dim: int = 192):
+    def __init__(self, feature_dim: int | None, dim: int = 192, utterance_context: bool = False):
         super().__init__()
         self.embed = nn.Embedding(UNITS, dim) if feature_dim is None else nn.Linear(feature_dim, dim)
+        self.context = nn.LSTM(dim, dim // 2, num_layers=2, batch_first=True,
+                               bidirectional=True) if utterance_context else None
         self.body = nn.Sequential(nn.Conv1d(dim, dim, 5, padding=2), blocks(dim, 2),
                                   nn.Conv1d(dim, len(CHARS) + 1, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T(, D)] -> [B, C, T]
-        return self.body(self.embed(x).transpose(1, 2))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:  # [B, T(, D)] -> [B, C, T]
+        h = self.embed(x)
+        if self.context is not None:  # packed: the backward pass starts at each real end, not in padding
+            packed = nn.utils.rnn.pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
+            h = nn.utils.rnn.pad_packed_sequence(self.context(packed)[0], batch_first=True,
+                                                 total_length=h.shape[1])[0]
+        return self.body(h.transpose(1, 2))
 
 
 def pad_batch(items: list[torch.Tensor]) -> torch.Tensor:
@@ -85,17 +98,19 @@ def pad_batch(items: list[torch.Tensor]) -> torch.Tensor:
                         for x in items])
 
 
-def train_and_read(train_x, train_texts, dev_x, dev_texts, feature_dim, steps, batch) -> float:
+def train_and_read(train_x, train_texts, dev_x, dev_texts, feature_dim, steps, batch,
+                   utterance_context: bool = False) -> float:
     """Train a fresh head with CTC, then its greedy read-out CER (%) on dev."""
     torch.manual_seed(0)
-    head = ReadOutHead(feature_dim)
+    head = ReadOutHead(feature_dim, utterance_context=utterance_context)
     opt = torch.optim.AdamW(head.parameters(), 1e-3)
     rng = random.Random(1)
     for step in range(steps):
         pick = rng.sample(range(len(train_x)), batch)
         targets = [torch.tensor(text_to_targets(train_texts[j])) for j in pick]
-        log_probs = head(pad_batch([train_x[j] for j in pick])).permute(2, 0, 1).log_softmax(-1)
-        loss = F.ctc_loss(log_probs, torch.cat(targets), torch.tensor([len(train_x[j]) for j in pick]),
+        lengths = torch.tensor([len(train_x[j]) for j in pick])
+        log_probs = head(pad_batch([train_x[j] for j in pick]), lengths).permute(2, 0, 1).log_softmax(-1)
+        loss = F.ctc_loss(log_probs, torch.cat(targets), lengths,
                           torch.tensor([len(t) for t in targets]), zero_infinity=True)
         for group in opt.param_groups:  # 100-step warm-up, then cosine
             group["lr"] = 1e-3 * min(1, (step + 1) / 100) * (0.5 + 0.5 * np.cos(np.pi * step / steps))
@@ -104,7 +119,7 @@ def train_and_read(train_x, train_texts, dev_x, dev_texts, feature_dim, steps, b
         opt.step()
     head.eval()
     with torch.no_grad():
-        hyps = [greedy_ctc(head(x[None])[0]) for x in dev_x]
+        hyps = [greedy_ctc(head(x[None], torch.tensor([len(x)]))[0]) for x in dev_x]
     return 100 * cer(dev_texts, hyps)
 
 
@@ -117,6 +132,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500, help="training steps per head")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--context", action="store_true",
+                        help="read the codes only, with the local head and with a whole-utterance "
+                             "(BiLSTM) head: are words lost in the codes, or recoverable from context?")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train, dev = Corpus(args.cache / "train"), Corpus(args.cache / "dev")
@@ -130,6 +148,9 @@ def main() -> None:
     dev_texts = [dev.index[i]["text"] for i in dev_ids]
     start = time.time()
 
+    if args.context:
+        read_codes_with_context(args, train, dev, ids, dev_ids, train_texts, dev_texts, start)
+        return
     teacher_train = [teacher_frames(train, i) for i in ids]
     teacher_dev = [teacher_frames(dev, i) for i in dev_ids]
     every = torch.cat(teacher_train)
@@ -153,6 +174,22 @@ def main() -> None:
             ("Whisper tiny.en features", "384 floats", teacher_train, teacher_dev, every.shape[1])):
         result = train_and_read(x_train, train_texts, x_dev, dev_texts, dim, args.steps, args.batch)
         print(f"| {name} | {size} | {result:.1f} |", flush=True)
+    print(f"\n{time.time() - start:.0f} s")
+
+
+def read_codes_with_context(args, train, dev, ids, dev_ids, train_texts, dev_texts, start) -> None:
+    codec, info = load_codec(args.weights)
+    codec.eval()
+    codes_train = [codec_indices(codec, train, i) for i in ids]
+    codes_dev = [codec_indices(codec, dev, i) for i in dev_ids]
+    print(f"{len(ids)} train utterances, {len(dev_ids)} dev; ClariCodec codes ({info.get('model_id')}); "
+          f"heads trained {args.steps} steps of {args.batch}; greedy CTC read-out, no language model\n")
+    print("| reader | context | dev CER % |\n|---|---|---:|")
+    for name, context, utterance in (("conv (the stage-1 head's shape)", "~0.7 s", False),
+                                     ("2-layer BiLSTM + the same conv", "whole utterance", True)):
+        result = train_and_read(codes_train, train_texts, codes_dev, dev_texts, None, args.steps,
+                                args.batch, utterance_context=utterance)
+        print(f"| {name} | {context} | {result:.1f} |", flush=True)
     print(f"\n{time.time() - start:.0f} s")
 
 
