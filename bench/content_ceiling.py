@@ -15,7 +15,9 @@ caches (`claricodec train prepare`); about 35 CPU-minutes with the defaults.
 
 With --context it reads only the codes, twice: with that head (~0.7 s of context) and with a
 whole-utterance one (a bidirectional LSTM before it), to tell words lost in the codes from
-words a longer view could recover (about 17 CPU-minutes).
+words a longer view could recover (about 17 CPU-minutes). With --bottleneck it reads only the
+teacher features squeezed through an 8-bit FSQ code trained for content alone: how many
+words 200 bit/s can carry at all (about 8 CPU-minutes).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from torch import nn
 from code_content import greedy_ctc
 
 from claricodec.layers import blocks
+from claricodec.quantizer import FSQPolicy
 from claricodec.textnorm import cer
 from claricodec.train.data import DEFAULT_CACHE, HOP
 from claricodec.train.stage1 import CHARS, Corpus, text_to_targets
@@ -70,14 +73,35 @@ def codec_indices(codec, corpus: Corpus, i: int) -> torch.Tensor:
     return F.pad(index, (0, max(0, frames - len(index))))[:frames]
 
 
+class FSQBottleneck(nn.Module):
+    """Feature vectors [B, T, F] -> the codec's own 8-bit FSQ (4 dims x 4 levels, rounded,
+    straight-through) -> [B, T, dim]: an 8-bit code trained for content alone."""
+
+    def __init__(self, feature_dim: int, dim: int):
+        super().__init__()
+        self.quantizer = FSQPolicy((4, 4, 4, 4))
+        self.encode = nn.Sequential(nn.Conv1d(feature_dim, dim, 1), blocks(dim, 2),
+                                    nn.Conv1d(dim, self.quantizer.dim, 1))
+        self.decode = nn.Conv1d(self.quantizer.dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.quantizer.bound(self.encode(x.transpose(1, 2)))
+        codes, _ = self.quantizer.quantize_ste(z)
+        return self.decode(codes).transpose(1, 2)
+
+
 class ReadOutHead(nn.Module):
     """The stage-1 CTC head's shape (about 0.7 s of context), on unit indices (embedded) or
     on feature vectors. utterance_context=True puts a 2-layer bidirectional LSTM before it,
     so every frame is read with the whole utterance around it."""
 
-    def __init__(self, feature_dim: int | None, dim: int = 192, utterance_context: bool = False):
+    def __init__(self, feature_dim: int | None, dim: int = 192, utterance_context: bool = False,
+                 bottleneck: bool = False):
         super().__init__()
-        self.embed = nn.Embedding(UNITS, dim) if feature_dim is None else nn.Linear(feature_dim, dim)
+        if bottleneck:
+            self.embed = FSQBottleneck(feature_dim, dim)
+        else:
+            self.embed = nn.Embedding(UNITS, dim) if feature_dim is None else nn.Linear(feature_dim, dim)
         self.context = nn.LSTM(dim, dim // 2, num_layers=2, batch_first=True,
                                bidirectional=True) if utterance_context else None
         self.body = nn.Sequential(nn.Conv1d(dim, dim, 5, padding=2), blocks(dim, 2),
@@ -99,10 +123,10 @@ def pad_batch(items: list[torch.Tensor]) -> torch.Tensor:
 
 
 def train_and_read(train_x, train_texts, dev_x, dev_texts, feature_dim, steps, batch,
-                   utterance_context: bool = False) -> float:
+                   utterance_context: bool = False, bottleneck: bool = False) -> float:
     """Train a fresh head with CTC, then its greedy read-out CER (%) on dev."""
     torch.manual_seed(0)
-    head = ReadOutHead(feature_dim, utterance_context=utterance_context)
+    head = ReadOutHead(feature_dim, utterance_context=utterance_context, bottleneck=bottleneck)
     opt = torch.optim.AdamW(head.parameters(), 1e-3)
     rng = random.Random(1)
     for step in range(steps):
@@ -135,6 +159,10 @@ def main() -> None:
     parser.add_argument("--context", action="store_true",
                         help="read the codes only, with the local head and with a whole-utterance "
                              "(BiLSTM) head: are words lost in the codes, or recoverable from context?")
+    parser.add_argument("--bottleneck", action="store_true",
+                        help="only the teacher features squeezed through an 8-bit FSQ code trained "
+                             "for content alone (CTC), then the same head: the most words 8 bits "
+                             "a frame can carry, for this reader")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train, dev = Corpus(args.cache / "train"), Corpus(args.cache / "dev")
@@ -153,6 +181,14 @@ def main() -> None:
         return
     teacher_train = [teacher_frames(train, i) for i in ids]
     teacher_dev = [teacher_frames(dev, i) for i in dev_ids]
+    if args.bottleneck:
+        print(f"{len(ids)} train utterances, {len(dev_ids)} dev; {args.steps} steps of {args.batch}; "
+              f"greedy CTC read-out, no language model\n")
+        result = train_and_read(teacher_train, train_texts, teacher_dev, dev_texts, teacher_train[0].shape[1],
+                                args.steps, args.batch, bottleneck=True)
+        print(f"| Whisper tiny.en features -> 8-bit FSQ trained for content (CTC) alone | 8 bits | {result:.1f} |")
+        print(f"\n{time.time() - start:.0f} s")
+        return
     every = torch.cat(teacher_train)
     gen = torch.Generator().manual_seed(0)
     sample = every[torch.randperm(len(every), generator=gen)[:100_000]]
