@@ -317,6 +317,18 @@ def _git_commit() -> str:
         return os.environ.get("CLARICODEC_COMMIT", "unknown")
 
 
+def _load_stage1(weights: Path | None, device: str):
+    """The codec with the stage-1 encoder, from `weights` (default: the shipped ones), and
+    that weights directory; a one-line error if they do not load."""
+    from claricodec.weights import WeightsError, default_weights_dir, load_codec
+    weights = weights or default_weights_dir()
+    try:
+        codec, _ = load_codec(weights, "stage1", device)
+    except WeightsError as err:
+        fail(str(err))
+    return codec, weights
+
+
 @train.command()
 @click.option("--weights", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Weights with the stage-1 encoder and decoder (default: the shipped ones).")
@@ -347,16 +359,12 @@ def stage2(weights, cache, run_dir, control, steps, until, group_size, reward, l
     import torch
     from claricodec.asr import ASR, REWARD
     from claricodec.train.stage2 import Stage2Config, Stage2Trainer, default_run_dir
-    from claricodec.weights import WeightsError, add_encoder, default_weights_dir, load_codec
+    from claricodec.weights import add_encoder
     from .ui import pick_device
 
     torch.set_num_threads(threads)
     device = pick_device(device)
-    weights = weights or default_weights_dir()
-    try:
-        codec, info = load_codec(weights, "stage1", device)
-    except WeightsError as err:
-        fail(str(err))
+    codec, weights = _load_stage1(weights, device)
     cfg = Stage2Config(control=control, reward=reward)
     cfg.steps = steps or cfg.steps
     cfg.group_size = group_size or cfg.group_size

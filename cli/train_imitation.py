@@ -14,16 +14,6 @@ import click
 from .ui import console, fail, pick_device, progress_bar
 
 
-def _load_stage1(weights: Path | None, device: str):
-    from claricodec.weights import WeightsError, default_weights_dir, load_codec
-    weights = weights or default_weights_dir()
-    try:
-        codec, _ = load_codec(weights, "stage1", device)
-    except WeightsError as err:
-        fail(str(err))
-    return codec, weights
-
-
 @click.command()
 @click.argument("audio_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.argument("code_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
@@ -40,6 +30,8 @@ def targets(audio_dir, code_dir, out, weights, candidates, threads):
     (same windows moved off the argmax, by a random candidate instead of the ASR's)."""
     import torch
     from claricodec.train.imitation import TargetError, collect, searched_pairs
+
+    from .train import _load_stage1
 
     torch.set_num_threads(threads)
     codec, _ = _load_stage1(weights, "cpu")
@@ -89,7 +81,7 @@ def imitate(target_set, weights, run_dir, control, steps, until, batch_windows, 
     from claricodec.train.data import DEFAULT_CACHE
     from claricodec.train.imitation import ImitationConfig, ImitationTrainer, TargetError, TargetSet
     from claricodec.weights import add_encoder, save_encoder
-    from .train import _git_commit
+    from .train import _git_commit, _load_stage1
 
     torch.set_num_threads(threads)
     codec, weights = _load_stage1(weights, pick_device(device))
