@@ -33,6 +33,10 @@ class CodecConfig:
     decoder_dim: int = 256
     decoder_depths: tuple[int, int] = (2, 6)
     n_mels: int = 80
+    # "mel": the ConvNeXt encoder on log-mel (encoder.py). "whisper": frozen Whisper
+    # tiny.en states + a trainable head of `front_depth` blocks (whisper_front.py).
+    front: str = "mel"
+    front_depth: int = 4
     temperature: float = 1.0  # policy temperature, calibrated at the end of stage 1
 
     @classmethod
@@ -45,8 +49,13 @@ class CodecConfig:
         return asdict(self)
 
 
-def build_encoder(config: CodecConfig) -> Encoder:
+def build_encoder(config: CodecConfig) -> nn.Module:
     mode = get_mode(config.mode)
+    if config.front == "whisper":
+        from .whisper_front import WhisperFrontEncoder
+        return WhisperFrontEncoder(config.encoder_dim, len(mode.levels), config.front_depth)
+    if config.front != "mel":
+        raise ValueError(f"unknown encoder front {config.front!r} (known: mel, whisper)")
     return Encoder(config.encoder_dim, len(mode.levels), config.n_mels, config.encoder_depths,
                    mode.sample_rate)
 

