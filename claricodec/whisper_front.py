@@ -62,15 +62,18 @@ class WhisperStates:
                 cls._shared[key] = cls(threads=key)
             return cls._shared[key]
 
-    def __call__(self, audio: np.ndarray) -> np.ndarray:
-        """Audio (a multiple of 640 samples, at most 30 s) -> [len / 640, 384] float32."""
+    def states_50hz(self, audio: np.ndarray) -> np.ndarray:
+        """Audio (a multiple of 640 samples, at most 30 s) -> [len / 320, 384] float32, unpooled."""
         frames = len(audio) // (2 * WHISPER_HOP)
         if not 0 < frames <= MAX_SECONDS * SAMPLE_RATE // (2 * WHISPER_HOP):
             raise ValueError(f"Whisper states need 1 frame to {MAX_SECONDS} s of audio, got {len(audio)} samples")
         mel = self.extractor(np.asarray(audio, dtype=np.float32))[:, :4 * frames]  # 100 Hz
         view = self._ct2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
-        states = np.asarray(self.model.encode(view, to_cpu=True))[0].astype(np.float32)
-        return states[:2 * frames].reshape(frames, 2, FEATURE_DIM).mean(1)
+        return np.asarray(self.model.encode(view, to_cpu=True))[0][:2 * frames].astype(np.float32)
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        """Audio (a multiple of 640 samples, at most 30 s) -> [len / 640, 384] float32."""
+        return self.states_50hz(audio).reshape(-1, 2, FEATURE_DIM).mean(1)
 
 
 def file_states(audio: np.ndarray, states: WhisperStates) -> np.ndarray:

