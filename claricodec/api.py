@@ -21,7 +21,7 @@ from . import bitstream
 from .audio import AudioError, prepare
 from .bitstream import FormatError, Header
 from .codec import WindowedDecoder, WindowedEncoder
-from .weights import load_codec
+from .weights import load_codec, load_legacy_decoder
 
 
 class ClariCodec:
@@ -35,6 +35,7 @@ class ClariCodec:
         self.model, self.info = load_codec(weights, encoder, device)
         self.mode = self.model.mode
         self.model_id = bytes.fromhex(self.info["model_id"])
+        self._decoders = {self.model_id: self.model}  # model id -> codec that decodes it
         self.search = None
         if search > 1:
             import torch
@@ -108,18 +109,27 @@ class ClariCodec:
             return header, raw_chunks()
         reader = bitstream.StreamReader(source, tolerate_crc_errors=tolerate_crc_errors)
         header = reader.header
-        if header.model_id != self.model_id:
+        model = self.decoder_for(header.model_id)
+        if model is None:
             raise FormatError(f"made for other decoder weights (model id "
                               f"{header.model_id.hex()}, these weights are {self.model_id.hex()})")
-        if header.mode != self.mode.id:
-            raise FormatError(f"mode {header.mode} stream, but these weights are mode {self.mode.id}")
+        if header.mode != model.mode.id:
+            raise FormatError(f"mode {header.mode} stream, but these weights are mode {model.mode.id}")
         return header, reader.chunks()
+
+    def decoder_for(self, model_id: bytes):
+        """The codec that decodes files with this model id: these weights, or a decoder of
+        earlier weights their manifest keeps (legacy_decoders); None if neither."""
+        if model_id not in self._decoders:
+            legacy = load_legacy_decoder(self.info["weights_dir"], model_id.hex())
+            self._decoders[model_id] = legacy.to(self.model.device) if legacy else None
+        return self._decoders[model_id]
 
     def decode_blocks(self, header: Header, chunks: Iterator, erasures: Iterable[int] = ()
                       ) -> Iterator[np.ndarray]:
         """Chunks from open_stream -> 16 kHz float32 audio blocks, trimmed to the header's
         length. `erasures` are frame numbers to conceal (e.g. known lost on the link)."""
-        decoder = WindowedDecoder(self.model)
+        decoder = WindowedDecoder(self.decoder_for(header.model_id) or self.model)
         erased_frames = np.unique(np.fromiter(erasures, dtype=np.int64))  # sorted
         position, remaining = 0, header.num_samples or None
 

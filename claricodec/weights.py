@@ -11,6 +11,8 @@ manifest.json:
     encoders        {name: {"file", "sha256", ...}}; "stage1" and later "rl"
     default_encoder name of the encoder `encode` uses unless told otherwise
     training        free-form provenance (steps, wall time, data hash, commit)
+    legacy_decoders optional {model_id: {"file", "sha256", "codec_config"}}: decoders of
+                    earlier shipped weights, kept so .cc files made with them still decode
 
 Files hold fp16 tensors (small in git); they are computed in fp32. Loading is strict (every
 key present, no extra ones) and checks each file's sha256 against the manifest. No pickle.
@@ -125,6 +127,48 @@ def load_codec(weights_dir: Path | None = None, encoder: str | Path | None = Non
     codec = Codec(config, enc, decoder).to(device).eval()
     info = dict(manifest, model_id=model_id, encoder_name=str(name), weights_dir=str(weights_dir))
     return codec, info
+
+
+def load_legacy_decoder(weights_dir: Path | None, model_id: str) -> Codec | None:
+    """A decode-only codec for .cc files made with earlier shipped weights, or None when
+    the manifest keeps no decoder with that model id."""
+    weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
+    entry = read_manifest(weights_dir).get("legacy_decoders", {}).get(model_id)
+    if entry is None:
+        return None
+    config = CodecConfig.from_dict(entry["codec_config"])
+    if compute_model_id(entry["sha256"], get_mode(config.mode).levels) != model_id:
+        raise WeightsError(f"legacy decoder {model_id} does not match its manifest entry")
+    decoder = build_decoder(config)
+    _load_strict(decoder, _load_tensors(weights_dir / entry["file"], entry["sha256"]),
+                 f"legacy decoder {model_id}")
+    # Decoding never touches the encoder: an identity stands in for it.
+    return Codec(config, torch.nn.Identity(), decoder).eval()
+
+
+def keep_legacy_decoders(old_dir: Path, out_dir: Path) -> dict:
+    """Copy old_dir's decoder (and the earlier ones it kept) into out_dir/legacy/ and list
+    them in out_dir's manifest, so files made with those weights still decode."""
+    old_dir, out_dir = Path(old_dir), Path(out_dir)
+    old = read_manifest(old_dir)
+    manifest = read_manifest(out_dir)
+    kept = dict(manifest.get("legacy_decoders", {}))
+    entries = dict(old.get("legacy_decoders", {}))
+    entries[old["model_id"]] = {"file": old["decoder"]["file"], "sha256": old["decoder"]["sha256"],
+                                "codec_config": old["codec_config"]}
+    (out_dir / "legacy").mkdir(exist_ok=True)
+    for model_id, entry in entries.items():
+        if model_id == manifest["model_id"]:
+            continue  # the same decoder ships as the current one
+        source = old_dir / entry["file"]
+        target = f"legacy/decoder-{model_id}.safetensors"
+        if sha256_file(source) != entry["sha256"]:
+            raise WeightsError(f"{source} does not match the sha256 in its manifest")
+        (out_dir / target).write_bytes(source.read_bytes())
+        kept[model_id] = dict(entry, file=target)
+    manifest["legacy_decoders"] = kept
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
 
 
 def _fp16(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -224,5 +224,8 @@ def _model_note(model_id: str, weights) -> str:
         manifest = read_manifest(weights or default_weights_dir())
     except WeightsError:
         return ""
-    return " (matches these weights)" if manifest.get("model_id") == model_id else \
-        f" (NOT these weights: {manifest.get('model_id')})"
+    if manifest.get("model_id") == model_id:
+        return " (matches these weights)"
+    if model_id in manifest.get("legacy_decoders", {}):
+        return f" (earlier weights; these ({manifest.get('model_id')}) still decode it)"
+    return f" (NOT these weights: {manifest.get('model_id')})"

@@ -299,13 +299,21 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
               help="Export from a warm-start file instead of the run state.")
 @click.option("--cache", type=click.Path(path_type=Path), default=None)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("weights"), show_default=True)
-def export(run_dir, warmstart, cache, out):
+@click.option("--keep-decoder-of", "legacy_from", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Earlier weights (e.g. the shipped ones, copied aside) whose "
+              "decoder goes into OUT/legacy/, so .cc files made with them still decode.")
+def export(run_dir, warmstart, cache, out, legacy_from):
     """Calibrate the policy temperature and write shipped weights + manifest."""
     import torch
     from claricodec.codec import CodecConfig
     from claricodec.train.stage1 import Stage1Config, Stage1Trainer, default_run_dir, saved_codec_config
-    from claricodec.weights import export_weights
+    from claricodec.weights import WeightsError, export_weights, keep_legacy_decoders, read_manifest
 
+    if legacy_from is not None:
+        try:
+            read_manifest(legacy_from)
+        except WeightsError as err:
+            fail(f"--keep-decoder-of: {err}")
     torch.set_num_threads(2)
     run_dir = run_dir or default_run_dir()
     trainer = Stage1Trainer(saved_codec_config(None if warmstart else run_dir, warmstart) or CodecConfig(),
@@ -325,6 +333,9 @@ def export(run_dir, warmstart, cache, out):
             "data_index_sha256": _sha256(index_path), "commit": _git_commit(),
             "config": trainer.cfg.__dict__}
     export_weights(trainer.codec, out, info)
+    if legacy_from is not None:
+        kept = keep_legacy_decoders(legacy_from, out).get("legacy_decoders", {})
+        console.print(f"kept earlier decoders: {', '.join(sorted(kept)) or 'none'}")
     console.print(f"exported step {trainer.step} (temperature {temperature:.4f}) to {out}")
 
 

@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from claricodec.cli.main import main
+from claricodec.weights import read_manifest
 
 from test_pack import prepared  # noqa: F401  (prepared train/ and dev/ caches)
 from test_training import cache  # noqa: F401
@@ -155,3 +156,19 @@ def test_export_from_the_run_state_or_its_warmstart_ships_the_same_files(prepare
         assert result.exit_code == 0, result.output
     for name in ("encoder-stage1.safetensors", "decoder.safetensors"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_export_can_keep_the_decoder_of_earlier_weights(prepared, tiny_weights, tmp_path):  # noqa: F811
+    runner = CliRunner()
+    ws = tmp_path / "ws.safetensors"
+    result = runner.invoke(main, stage1_args(prepared, tmp_path) + ["--fresh", "--until", "1", "--steps", "10"])
+    assert result.exit_code == 0, result.output
+    export = ["train", "export", "--cache", str(prepared), "--warmstart", str(ws), "--out", str(tmp_path / "w")]
+    result = runner.invoke(main, export + ["--keep-decoder-of", str(tmp_path)])
+    assert result.exit_code != 0 and "--keep-decoder-of: no manifest.json" in result.output
+    assert not (tmp_path / "w").exists()
+    result = runner.invoke(main, export + ["--keep-decoder-of", str(tiny_weights)])
+    assert result.exit_code == 0, result.output
+    old_id = read_manifest(tiny_weights)["model_id"]
+    entry = read_manifest(tmp_path / "w")["legacy_decoders"][old_id]
+    assert (tmp_path / "w" / entry["file"]).read_bytes() == (tiny_weights / "decoder.safetensors").read_bytes()
