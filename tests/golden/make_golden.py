@@ -2,6 +2,9 @@
 
     python tests/golden/make_golden.py
 
+Copy the old hello.cc to hello-<its model id>.cc first: the shipped weights keep the old
+decoder (weights/legacy/), and a test decodes that file with them.
+
 The golden test then checks that encoding is bit-exact against them, and the file's header
 records which weights (model id) made it.
 """
