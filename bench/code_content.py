@@ -7,7 +7,10 @@ language model, is a cheap probe of the codes' content, separate from how well t
 turns them into speech: if this CER is about what Whisper reads from the decoded audio,
 the 8 bits are the bottleneck, not the decoder.
 
-    python3 bench/code_content.py weights/warmstart/stage1.safetensors
+    python3 bench/code_content.py weights/warmstart/stage1-whisper.safetensors
+    python3 bench/code_content.py weights/warmstart/stage1-whisper.safetensors --audio tests/data/hello.wav
+
+With --audio, the codes are the ones `claricodec encode` would write for that file.
 """
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ import torch
 
 from claricodec.codec import Codec, CodecConfig
 from claricodec.textnorm import cer
-from claricodec.train.stage1 import (CHARS, Corpus, SemanticHeads, read_warmstart,
-                                     validation_ids)
+from claricodec.train.stage1 import (CHARS, Corpus, SemanticHeads, encoder_latent,
+                                     read_warmstart, saved_codec_config, validation_ids)
 
 DEFAULT_DEV = Path.home() / ".cache" / "claricodec" / "data" / "dev"
 
@@ -28,7 +31,7 @@ DEFAULT_DEV = Path.home() / ".cache" / "claricodec" / "data" / "dev"
 def load(warmstart: Path, config: CodecConfig | None = None) -> tuple[Codec, SemanticHeads]:
     """The averaged codec and the training heads from a stage-1 warm-start file."""
     parts = read_warmstart(warmstart)
-    codec = Codec(config or CodecConfig())
+    codec = Codec(config or saved_codec_config(None, warmstart) or CodecConfig())
     codec.load_state_dict(parts["codec"], strict=True)
     heads = SemanticHeads(len(codec.mode.levels))
     heads.load_state_dict(parts["heads"], strict=True)
@@ -46,8 +49,9 @@ def read_out(codec: Codec, heads: SemanticHeads, corpus: Corpus, ids: list[int])
     """(references, read-outs) for the utterances `ids` that have a transcript."""
     refs, hyps = [], []
     for i in range(0, len(ids), 8):
-        audio, _, frames, texts = corpus.load(ids[i:i + 8], 30.0, random.Random(0), (0.0, 0.0))
-        codes, _ = codec.quantizer.quantize_ste(codec.quantizer.bound(codec.encoder(audio)))
+        audio, teacher, frames, texts = corpus.load(ids[i:i + 8], 30.0, random.Random(0), (0.0, 0.0))
+        latent = encoder_latent(codec, audio, teacher)
+        codes, _ = codec.quantizer.quantize_ste(codec.quantizer.bound(latent))
         logits = heads.ctc(codes)
         for b, text in enumerate(texts):
             if text:
@@ -56,16 +60,29 @@ def read_out(codec: Codec, heads: SemanticHeads, corpus: Corpus, ids: list[int])
     return refs, hyps
 
 
+@torch.no_grad()
+def read_file(codec: Codec, heads: SemanticHeads, path: Path) -> str:
+    """The read-out of one audio file's codes, as `claricodec encode` makes them."""
+    from claricodec.audio import load_audio
+    audio = load_audio(path, codec.mode.sample_rate)
+    index = torch.as_tensor(codec.encode(audio)).long()[None]
+    return greedy_ctc(heads.ctc(codec.quantizer.scaled(codec.quantizer.from_index(index)))[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("warmstart", type=Path, help="a stage-1 warm-start (.safetensors)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_DEV, help="a prepared data split")
     parser.add_argument("--count", type=int, default=96, help="utterances, evenly spread")
     parser.add_argument("--show", type=int, default=5, help="examples to print")
+    parser.add_argument("--audio", type=Path, default=None, help="read out this file's codes instead")
     args = parser.parse_args()
     torch.set_num_threads(2)
     codec, heads = load(args.warmstart)
-    corpus = Corpus(args.cache)
+    if args.audio:
+        print(f"{args.audio}: {read_file(codec, heads, args.audio).strip()!r}")
+        return
+    corpus = Corpus(args.cache, "front.npy" if codec.config.front == "whisper" else "teacher.npy")
     refs, hyps = read_out(codec, heads, corpus, validation_ids(len(corpus.index), args.count))
     print(f"{len(refs)} utterances from {args.cache}: character read-out of the codes, "
           f"CER {100 * cer(refs, hyps):.1f} % (greedy CTC, no language model)")
