@@ -209,6 +209,10 @@ def unpack(pack_dir, cache):
               help="Weight of the character CTC loss on the codes. Default: the resumed run's, else 0.3.")
 @click.option("--distill-weight", type=click.FloatRange(min=0), default=None,
               help="Weight of the Whisper distillation loss. Default: the resumed run's, else 3.0.")
+@click.option("--asr-feature-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of a loss that makes Whisper tiny.en's hidden states of the decoded "
+                   "audio match the original's (a loss that hears words; Whisper runs in torch "
+                   "for it, ~0.2 s a step). Default: the resumed run's, else 0 (off).")
 @click.option("--speed-perturb", type=click.FloatRange(min=0, max=0.5), default=None,
               help="Play each training utterance at a random speed within 1 +- this (pitch "
                    "moves with it), e.g. 0.1. Default: the resumed run's, else 0 (off).")
@@ -230,7 +234,7 @@ def unpack(pack_dir, cache):
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_start, ctc_weight,
-           distill_weight, speed_perturb, freeze_encoder, batch_seconds, minutes, front, init_decoder,
+           distill_weight, asr_feature_weight, speed_perturb, freeze_encoder, batch_seconds, minutes, front, init_decoder,
            threads, device):
     """Stage 1: train encoder, quantiser and decoder end to end."""
     import torch
@@ -270,6 +274,8 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
         cfg.gan_start = gan_start
     if speed_perturb is not None:
         cfg.speed_perturb = speed_perturb
+    if asr_feature_weight is not None:
+        cfg.asr_feature_weight = asr_feature_weight
     if batch_seconds is not None:
         cfg.batch_seconds = batch_seconds
     if freeze_encoder is not None:

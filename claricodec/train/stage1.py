@@ -57,6 +57,8 @@ class Stage1Config:
     adv_weight: float = 1.0
     fm_weight: float = 2.0
     gan_crop_seconds: float = 1.0
+    asr_feature_weight: float = 0.0  # decoded audio's Whisper states vs the original's (0: off)
+    asr_crop_seconds: float = 3.0
     speed_perturb: float = 0.0  # each utterance played at 1 +- up to this speed (0: off)
     freeze_encoder: bool = False  # train the decoder alone: the codes (and their content) stay
     channel_noise_share: float = 0.3  # batches with sampled / flipped / dropped codes
@@ -259,6 +261,7 @@ class Stage1Trainer:
         self.heads = SemanticHeads(len(self.codec.mode.levels)).to(self.device)
         self.fresh_discriminators()
         self.mel_loss = MultiScaleMelLoss().to(self.device)
+        self.whisper = None  # Whisper's encoder in torch, loaded when the ASR feature loss is on
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
         gen_params = list(self.codec.parameters()) + list(self.heads.parameters())
         self.opt_g = torch.optim.AdamW(gen_params, cfg.lr, betas=(0.8, 0.99), weight_decay=0.01)
@@ -432,6 +435,10 @@ class Stage1Trainer:
                 + cfg.usage_weight * usage + cfg.bound_weight * bound)
         stats.update(mel=mel.item(), stft=stft.item(), distill=distill.item(), ctc=ctc.item(),
                      usage=usage.item())
+        if cfg.asr_feature_weight > 0:
+            asr = self.asr_feature_loss(fake, audio, frames)
+            loss = loss + cfg.asr_feature_weight * asr
+            stats["asr"] = asr.item()
 
         if self.step >= cfg.gan_start:
             crop = int(cfg.gan_crop_seconds * 16000)
@@ -466,6 +473,21 @@ class Stage1Trainer:
         self.update_ema()
         stats.update(loss=loss.item(), grad=float(grad))
         return stats
+
+    def asr_feature_loss(self, fake, audio, frames) -> torch.Tensor:
+        """Whisper should hear the decoded audio as it hears the original: cosine distance of
+        their hidden states on one crop per utterance (as long as the batch's shortest,
+        at most asr_crop_seconds). The mel losses reward a close spectrum; this one rewards
+        the parts of it that carry the words."""
+        from .whisper_teacher import WhisperEncoder, asr_feature_loss
+        if self.whisper is None:
+            self.whisper = WhisperEncoder().to(self.device)
+        step = 320  # one Whisper state
+        crop = min(int(self.cfg.asr_crop_seconds * 16000), int(min(frames)) * HOP) // step * step
+        starts = [self.rng.randrange(0, int(f) * HOP - crop + 1) // step * step for f in frames]
+        real_c = torch.stack([audio[b, s:s + crop] for b, s in enumerate(starts)])
+        fake_c = torch.stack([fake[b, s:s + crop] for b, s in enumerate(starts)])
+        return asr_feature_loss(self.whisper, fake_c, real_c)
 
     @torch.no_grad()
     def update_ema(self) -> None:
