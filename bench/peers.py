@@ -149,6 +149,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
     parser.add_argument("--save-hyps", type=Path, default=None,
                         help="write every reference and hypothesis as JSONL (see claricodec eval)")
+    parser.add_argument("--source", default=None,
+                        help="only these sources (comma-separated, e.g. arctic-cathy), before --limit")
+    parser.add_argument("--judge", choices=("whisper", "sphinx"), default="whisper",
+                        help="ASR that scores every system: Whisper (--asr, default tiny.en) or "
+                             "PocketSphinx, another ASR family (the encoder and a training loss "
+                             "use Whisper; a gain only Whisper hears would not be one)")
     parser.add_argument("--asr", default=None, help="Whisper model name or CTranslate2 folder")
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--window", type=float, default=30.0,
@@ -176,15 +182,22 @@ def main() -> None:
     from claricodec.train.data import read_manifest
 
     torch.set_num_threads(args.threads)
-    rows = spread(read_manifest(args.manifest), args.limit)
+    rows = read_manifest(args.manifest)
+    if args.source:
+        rows = [row for row in rows if row.get("source") in args.source.split(",")]
+    rows = spread(rows, args.limit)
     if not rows:
         sys.exit(f"peers.py: no utterances in {args.manifest}")
     from claricodec.asr import ASRError
     from claricodec.weights import WeightsError
     try:
         codec = ClariCodec(args.weights, args.encoder)
-        asr = ASR(args.asr, threads=args.threads)
-    except (ASRError, WeightsError) as err:
+        if args.judge == "sphinx":
+            from claricodec.sphinx_asr import SphinxASR
+            asr = SphinxASR()
+        else:
+            asr = ASR(args.asr, threads=args.threads)
+    except (ASRError, WeightsError, RuntimeError) as err:
         sys.exit(f"peers.py: {err}")
     if codec.info.get("status") != "trained":
         print(f"note: ClariCodec weights status is {codec.info.get('status')!r}, not a finished "
@@ -211,11 +224,13 @@ def main() -> None:
     names = [s.name for s in systems]
     summary = summarize(results, names, {s.name: s.nominal_bps for s in systems})
     window = "fitted" if options.window_seconds is None else f"{options.window_seconds:g} s"
-    asr_note = (f"ASR {asr.name} ({asr.compute_type}, beam {options.beam_size}, {window} window); "
+    judged = (f"{asr.name} (its default model and decoder)" if args.judge == "sphinx" else
+              f"{asr.name} ({asr.compute_type}, beam {options.beam_size}, {window} window)")
+    asr_note = (f"ASR {judged}; "
                 f"ClariCodec weights {codec.info.get('model_id')} ({codec.info.get('status')}); "
                 f"{args.threads} CPU thread(s)")
     if args.json:
-        print(json.dumps({"manifest": str(args.manifest), "asr": asr.config | {
+        print(json.dumps({"manifest": str(args.manifest), "asr": getattr(asr, "config", {"name": asr.name}) | {
             "beam_size": options.beam_size, "window_seconds": options.window_seconds},
             "weights": {k: codec.info.get(k) for k in ("model_id", "status", "encoder_name")},
             "skipped": skipped, "groups": summary}, indent=1))
