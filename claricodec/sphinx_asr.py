@@ -22,7 +22,9 @@ class SphinxASR:
             from pocketsphinx import Config, Decoder
         except ImportError:
             raise RuntimeError("the second ASR needs pocketsphinx: pip install 'claricodec[eval]'") from None
-        config = Config(samprate=16000, loglevel="FATAL")  # default: the wheel's en-us model
+        # The wheel's en-us model. Batch cepstral mean normalisation: each clip is normalised
+        # by its own mean, so a transcript never depends on the clips heard before it.
+        config = Config(samprate=16000, loglevel="FATAL", cmn="batch")
         self.decoder = Decoder(config)
 
     def text(self, clip: np.ndarray) -> str:
