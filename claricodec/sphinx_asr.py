@@ -23,7 +23,9 @@ class SphinxASR:
         except ImportError:
             raise RuntimeError("the second ASR needs pocketsphinx: pip install 'claricodec[eval]'") from None
         # The wheel's en-us model. Batch cepstral mean normalisation: each clip is normalised
-        # by its own mean, so a transcript never depends on the clips heard before it.
+        # by its own mean, not a running one. (Some state still carries over: 4 of 150
+        # clips were transcribed differently after other clips. Compare systems on rows
+        # with manifest transcripts, whose references do not depend on it.)
         config = Config(samprate=16000, loglevel="FATAL", cmn="batch")
         self.decoder = Decoder(config)
 

@@ -442,9 +442,7 @@ class Stage1Trainer:
 
         if self.step >= cfg.gan_start:
             crop = int(cfg.gan_crop_seconds * 16000)
-            starts = [self.rng.randrange(0, max(1, int(f) * HOP - crop + 1)) for f in frames]
-            real_c = torch.stack([audio[b, s:s + crop] for b, s in enumerate(starts)])
-            fake_c = torch.stack([fake[b, s:s + crop] for b, s in enumerate(starts)])
+            real_c, fake_c = self.paired_crops(audio, fake, frames, crop)
             if real_c.shape[-1] == crop:
                 real_scores, _ = self.disc(real_c)
                 fake_scores, _ = self.disc(fake_c.detach())
@@ -484,10 +482,16 @@ class Stage1Trainer:
             self.whisper = WhisperEncoder().to(self.device)
         step = 320  # one Whisper state
         crop = min(int(self.cfg.asr_crop_seconds * 16000), int(min(frames)) * HOP) // step * step
-        starts = [self.rng.randrange(0, int(f) * HOP - crop + 1) // step * step for f in frames]
+        real_c, fake_c = self.paired_crops(audio, fake, frames, crop, align=step)
+        return asr_feature_loss(self.whisper, fake_c, real_c)
+
+    def paired_crops(self, audio, fake, frames, crop: int, align: int = 1):
+        """The same random `crop` samples of each utterance's real and decoded audio, starting
+        on a multiple of `align`, within the utterance (shorter ones give shorter crops)."""
+        starts = [self.rng.randrange(0, max(1, int(f) * HOP - crop + 1)) // align * align for f in frames]
         real_c = torch.stack([audio[b, s:s + crop] for b, s in enumerate(starts)])
         fake_c = torch.stack([fake[b, s:s + crop] for b, s in enumerate(starts)])
-        return asr_feature_loss(self.whisper, fake_c, real_c)
+        return real_c, fake_c
 
     @torch.no_grad()
     def update_ema(self) -> None:
