@@ -230,7 +230,7 @@ def main() -> None:
                 f"ClariCodec weights {codec.info.get('model_id')} ({codec.info.get('status')}); "
                 f"{args.threads} CPU thread(s)")
     if args.json:
-        print(json.dumps({"manifest": str(args.manifest), "asr": getattr(asr, "config", {"name": asr.name}) | {
+        print(json.dumps({"manifest": str(args.manifest), "asr": asr.config | {
             "beam_size": options.beam_size, "window_seconds": options.window_seconds},
             "weights": {k: codec.info.get(k) for k in ("model_id", "status", "encoder_name")},
             "skipped": skipped, "groups": summary}, indent=1))

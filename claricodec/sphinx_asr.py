@@ -29,6 +29,11 @@ class SphinxASR:
         config = Config(samprate=16000, loglevel="FATAL", cmn="batch")
         self.decoder = Decoder(config)
 
+    @property
+    def config(self) -> dict:
+        """What produced the transcripts, for reports (as ASR.config)."""
+        return {"model": self.name, "backend": "pocketsphinx", "cmn": "batch"}
+
     def text(self, clip: np.ndarray) -> str:
         """16 kHz mono float32 -> lower-case words ('' for silence)."""
         pcm = (np.clip(np.asarray(clip, np.float32), -1.0, 1.0) * 32767).astype("<i2")
