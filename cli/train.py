@@ -101,7 +101,13 @@ def prepare_front(cache: Path | None, splits: tuple[str, ...], threads: int):
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared data cache.")
 @click.option("--wheels/--no-wheels", default=True, show_default=True,
               help="Also download the wheels the GPU machine lacks (needs the package index).")
-def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels):
+@click.option("--frozen-encoder", "frozen_from", default=None,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A Whisper-front warm-start (e.g. weights/warmstart/stage1-whisper.safetensors, "
+                   "a path inside the repository): pack for training its decoder alone. Frames "
+                   "carry its encoder's latents instead of Whisper states, the train split "
+                   "Whisper's encoder for --asr-feature-weight; run.sh starts from that file.")
+def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels, frozen_from):
     """Pack a slice of the prepared data (plus run.sh) for stage 1 on a borrowed GPU.
 
     Audio travels as Ogg/Opus and teacher states as int8 principal components: ~65 minutes
@@ -121,6 +127,10 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels):
     for needed in (train_dir, dev_dir):
         if not (needed / "index.json").exists():
             fail(f"{needed}: no prepared data (run `claricodec train prepare` first)")
+    codec, warm_path = None, "weights/warmstart/stage1.safetensors"
+    if frozen_from is not None:
+        codec = _whisper_front_codec(frozen_from)
+        warm_path = os.path.relpath(frozen_from.resolve(), Path.cwd())
     out.parent.mkdir(parents=True, exist_ok=True)
     # Built beside OUT and renamed at the end: no half-written pack is ever left behind.
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
@@ -131,15 +141,23 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels):
             # The default level keeps the fixed estimate, so part K stays the slice it was.
             audio_rate = (OPUS_BYTES_PER_SECOND if opus_level is None
                           else opus_bytes_per_second(train_dir, opus_level))
-            ids = part_ids(train_index, int(max_mb * 1e6), part, teacher_dims=teacher_dims,
+            budget = int(max_mb * 1e6)
+            if codec is not None:
+                from claricodec.train.whisper_teacher import WHISPER_FILE, save_encoder_file
+                (tmp / "train").mkdir()
+                save_encoder_file(tmp / "train" / WHISPER_FILE)
+                budget -= (tmp / "train" / WHISPER_FILE).stat().st_size
+                # fp16 latents: 2 bytes a value, as int8 states cost 1 plus 4 for the scale
+                teacher_dims = 2 * len(codec.mode.levels) - 4
+            ids = part_ids(train_index, budget, part, teacher_dims=teacher_dims,
                            audio_bytes_per_second=audio_rate, exclude=excluded)
             console.print(f"packing part {part}: {len(ids)} train utterances")
-            pack_split(train_dir, tmp / "train", ids, teacher_dims, opus_level)
+            pack_split(train_dir, tmp / "train", ids, teacher_dims, opus_level, codec)
             dev_count = len(json.loads((dev_dir / "index.json").read_text()))
-            pack_split(dev_dir, tmp / "dev", validation_ids(dev_count))
+            pack_split(dev_dir, tmp / "dev", validation_ids(dev_count), latents_of=codec)
         except PackError as err:
             fail(str(err))
-        (tmp / "run.sh").write_text(DEVICE_SCRIPT)
+        (tmp / "run.sh").write_text(DEVICE_SCRIPT.replace("@WARM@", warm_path))
         if wheels:
             run = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
                                   "--only-binary=:all:", "--python-version", "3.12",
@@ -159,6 +177,18 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels):
     if _git_would_commit(out):
         console.print(f"[yellow]warning:[/] {out} is inside a git work tree and not ignored: a "
                       f"pack is corpus data; add it to .gitignore before committing anything")
+
+
+def _whisper_front_codec(warmstart: Path):
+    """The codec of a Whisper-front warm-start (the encoder whose latents a pack carries)."""
+    from claricodec.codec import Codec
+    from claricodec.train.stage1 import read_warmstart, saved_codec_config
+    config = saved_codec_config(None, warmstart)
+    if config is None or config.front != "whisper":
+        fail(f"--frozen-encoder {warmstart}: not a Whisper-front warm-start")
+    codec = Codec(config)
+    codec.load_state_dict(read_warmstart(warmstart)["codec"], strict=True)
+    return codec.eval()
 
 
 def _git_would_commit(path: Path) -> bool:
@@ -288,6 +318,10 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
     if ctc_weight is not None and ctc_weight != cfg.ctc_weight:
         cfg.ctc_weight = ctc_weight
         trainer.best_score = float("inf")
+    try:
+        trainer.check_cached_latents()
+    except ValueError as err:
+        fail(str(err))
     target = min(until or cfg.steps, cfg.steps)
     with progress_bar() as bar:
         task = bar.add_task("stage 1", total=target, completed=trainer.step)

@@ -116,3 +116,68 @@ def test_cli_trains_a_whisper_front_run_and_keeps_its_front(prepared, tmp_path):
                                   "--cache", str(prepared), "--out", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "w" / "manifest.json").read_text())["codec_config"]["front"] == "whisper"
+
+
+def test_a_frozen_encoder_pack_carries_its_latents_and_trains_the_decoder_alone(prepared, tmp_path):  # noqa: F811
+    """`train pack --frozen-encoder WARM` (a GPU loan without the Whisper wheels): frames carry
+    that warm-start's encoder latents, the train split Whisper's encoder for the ASR loss."""
+    from claricodec.train.stage1 import encoder_fingerprint, read_warmstart
+    from claricodec.train.whisper_teacher import WHISPER_FILE
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", "prepare-front", "--cache", str(prepared), "--threads", "1"]).exit_code == 0
+    warm = tmp_path / "ws.safetensors"
+    result = runner.invoke(main, ["train", "stage1", "--cache", str(prepared), "--run-dir", str(tmp_path / "run"),
+                                  "--warmstart", str(warm), "--threads", "1", "--device", "cpu", "--fresh",
+                                  "--front", "whisper", "--until", "1", "--steps", "4"])
+    assert result.exit_code == 0 and warm.is_file(), result.output
+    out = tmp_path / "gpu"
+    result = runner.invoke(main, ["train", "pack", str(out), "--cache", str(prepared), "--no-wheels",
+                                  "--frozen-encoder", str(warm)])
+    assert result.exit_code == 0, result.output
+    assert str(warm.name) in (out / "run.sh").read_text()  # run.sh starts from that warm-start
+    assert (out / "train" / WHISPER_FILE).is_file() and not (out / "dev" / WHISPER_FILE).exists()
+    assert not (out / "train" / "teacher-int8.npy").exists()
+
+    codec = Codec(saved_codec_config(None, warm))
+    codec.load_state_dict(read_warmstart(warm)["codec"])
+    latents = np.load(out / "train" / "latent.npy")
+    front = np.load(prepared / "train" / "front.npy")
+    packed = json.loads((out / "train" / "index.json").read_text())
+    original = {u["id"]: u for u in json.loads((prepared / "train" / "index.json").read_text())}
+    for utt in packed:  # each utterance's latent as encoding it alone computes it
+        old = original[utt["id"]]
+        rows = front[old["offset"] // 640:(old["offset"] + old["length"]) // 640].astype(np.float32)
+        with torch.no_grad():
+            want = codec.encoder.from_features(torch.from_numpy(rows.T.copy())[None])[0].T.numpy()
+        got = latents[utt["offset"] // 640:(utt["offset"] + utt["length"]) // 640]
+        assert got.shape == want.shape and np.allclose(got, want, atol=2e-2, rtol=1e-2)
+
+    assert runner.invoke(main, ["train", "unpack", str(out), "--cache", str(tmp_path / "back")]).exit_code == 0
+    result = runner.invoke(main, ["train", "stage1", "--cache", str(tmp_path / "back"), "--run-dir",
+                                  str(tmp_path / "run3"), "--warmstart", str(warm), "--threads", "1",
+                                  "--device", "cpu", "--until", "3"])
+    assert result.exit_code != 0 and "--freeze-encoder" in result.output and "Traceback" not in result.output
+    trainer = Stage1Trainer(saved_codec_config(None, warm), Stage1Config(), tmp_path / "back" / "train",
+                            tmp_path / "back" / "dev", tmp_path / "run2")
+    trainer.load_warmstart(warm)  # its schedule comes with it; then this test's
+    trainer.cfg = Stage1Config(steps=30, gan_start=0, batch_seconds=4.0, max_seconds=2.0, val_every=1000,
+                               asr_feature_weight=1.0, asr_crop_seconds=0.5)
+    with pytest.raises(ValueError, match="--freeze-encoder"):
+        trainer.run(until_step=trainer.step + 1)
+    trainer.cfg.freeze_encoder = True
+    encoder = {k: v.clone() for k, v in trainer.codec.encoder.state_dict().items()}
+    decoder = {k: v.clone() for k, v in trainer.codec.decoder.state_dict().items()}
+    start = trainer.step
+    trainer.run(until_step=start + 2)
+    assert trainer.step == start + 2 and trainer.whisper is not None  # the carried Whisper
+    assert all(torch.equal(encoder[k], v) for k, v in trainer.codec.encoder.state_dict().items())
+    assert any(not torch.equal(decoder[k], v) for k, v in trainer.codec.decoder.state_dict().items())
+    val = trainer.validate()
+    assert val["val_mel"] > 0 and "val_distill" not in val  # no teacher: never gates the warm-start
+    assert trainer.validation_score(val) == float("inf")
+
+    with torch.no_grad():  # another encoder than the one the latents came from
+        trainer.codec.encoder.head[-1].weight.mul_(2.0)
+    assert encoder_fingerprint(trainer.codec) != encoder_fingerprint(codec)
+    with pytest.raises(ValueError, match="another encoder"):
+        trainer.run(until_step=trainer.step + 1)

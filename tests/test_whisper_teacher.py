@@ -82,3 +82,13 @@ def test_stage1_step_with_the_asr_feature_loss_moves_only_the_decoder(cache, tmp
     assert 0 < stats["asr"] < 2
     assert all(torch.equal(v, trainer.codec.encoder.state_dict()[k]) for k, v in encoder.items())
     assert any(not torch.equal(v, trainer.codec.decoder.state_dict()[k]) for k, v in decoder.items())
+
+
+def test_the_encoder_file_a_gpu_pack_carries_computes_the_same_states(whisper, tmp_path):
+    from claricodec.train.whisper_teacher import save_encoder_file
+    save_encoder_file(tmp_path / "whisper.safetensors")
+    carried = WhisperEncoder(weights_file=tmp_path / "whisper.safetensors")
+    audio = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        for got, want in zip(carried(audio), whisper(audio)):
+            assert torch.equal(got, want)

