@@ -106,7 +106,8 @@ def prepare_front(cache: Path | None, splits: tuple[str, ...], threads: int):
               help="A Whisper-front warm-start (e.g. weights/warmstart/stage1-whisper.safetensors, "
                    "a path inside the repository): pack for training its decoder alone. Frames "
                    "carry its encoder's latents instead of Whisper states, the train split "
-                   "Whisper's encoder for --asr-feature-weight; run.sh starts from that file.")
+                   "Whisper's encoder for --asr-feature-weight (within --max-mb; --teacher-dims "
+                   "does not apply); run.sh starts from that file.")
 def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels, frozen_from):
     """Pack a slice of the prepared data (plus run.sh) for stage 1 on a borrowed GPU.
 
