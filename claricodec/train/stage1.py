@@ -281,16 +281,15 @@ class Stage1Trainer:
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
         gen_params = list(self.codec.parameters()) + list(self.heads.parameters())
         self.opt_g = torch.optim.AdamW(gen_params, cfg.lr, betas=(0.8, 0.99), weight_decay=0.01)
-        features = "front.npy" if self.reads_features else "teacher.npy"
-        # A GPU pack for the decoder alone carries the frozen encoder's latents in place of
-        # the Whisper states (4 numbers a frame instead of 384): see train/pack.py.
-        self.cached_latents = (self.reads_features and not (Path(train_dir) / features).is_file()
-                               and (Path(train_dir) / LATENT_FILE).is_file())
-        if self.cached_latents:
-            features = LATENT_FILE
-        elif self.reads_features and not (Path(train_dir) / features).is_file():
-            raise FileNotFoundError(f"{train_dir} has no {features}: run `claricodec train prepare-front`")
         self.train_dir = Path(train_dir)
+        features = "front.npy" if self.reads_features else "teacher.npy"
+        if self.reads_features and not (self.train_dir / features).is_file():
+            # A GPU pack for the decoder alone carries the frozen encoder's latents in place
+            # of the Whisper states (4 numbers a frame instead of 384): see train/pack.py.
+            if not (self.train_dir / LATENT_FILE).is_file():
+                raise FileNotFoundError(f"{train_dir} has no {features}: run `claricodec train prepare-front`")
+            features = LATENT_FILE
+        self.cached_latents = features == LATENT_FILE
         self.train = Corpus(train_dir, features)
         self.dev = Corpus(dev_dir, features) if dev_dir else None
         self.step, self.epoch, self.wall = 0, 0, 0.0
