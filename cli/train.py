@@ -255,6 +255,9 @@ def unpack(pack_dir, cache):
                    "wants more, e.g. 80).")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this much wall time (then validate and save), e.g. a GPU loan's limit.")
+@click.option("--hold-out", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="A file of train utterance ids (whitespace-separated, e.g. bench/heldout200.ids) "
+                   "never to train on, so they can score the result. Default: the resumed run's, else none.")
 @click.option("--front", type=click.Choice(["mel", "whisper"]), default=None,
               help="Encoder front for a new run: the ConvNeXt on log-mel, or frozen Whisper "
                    "tiny.en states + a small head (needs `train prepare-front`). Default: the "
@@ -265,8 +268,8 @@ def unpack(pack_dir, cache):
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_start, ctc_weight,
-           distill_weight, asr_feature_weight, speed_perturb, freeze_encoder, batch_seconds, minutes, front, init_decoder,
-           threads, device):
+           distill_weight, asr_feature_weight, speed_perturb, freeze_encoder, batch_seconds, minutes,
+           hold_out, front, init_decoder, threads, device):
     """Stage 1: train encoder, quantiser and decoder end to end."""
     import torch
     from claricodec.codec import CodecConfig
@@ -311,6 +314,9 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
         cfg.batch_seconds = batch_seconds
     if freeze_encoder is not None:
         cfg.freeze_encoder = freeze_encoder
+    if hold_out is not None:
+        found = trainer.hold_out(hold_out.read_text().split())
+        console.print(f"holding out {found} train utterances listed in {hold_out}")
     # The validation score weighs distillation and CTC as training does: a best score kept
     # under other weights is not comparable, so the warm-start gate starts afresh.
     if distill_weight is not None and distill_weight != cfg.distill_weight:

@@ -141,6 +141,25 @@ def test_freeze_encoder_trains_the_decoder_alone(prepared, tmp_path):  # noqa: F
     assert not all(torch.equal(before[k], after["codec"][k]) for k in decoder)
 
 
+def test_hold_out_flag_keeps_listed_utterances_out_of_training_and_a_resume_keeps_it(prepared, tmp_path):  # noqa: F811
+    runner = CliRunner()
+    run_dir = tmp_path / "run"
+    common = stage1_args(prepared, tmp_path)
+    train_ids = [u["id"] for u in json.loads((prepared / "train" / "index.json").read_text())]
+    ids_file = tmp_path / "held.ids"
+    ids_file.write_text(f"{train_ids[0]}\nnot-a-train-id\n")
+    result = runner.invoke(main, common + ["--fresh", "--until", "1", "--steps", "10",
+                                           "--hold-out", str(ids_file)])
+    assert result.exit_code == 0, result.output
+    assert "holding out 1 train utterances" in result.output
+    result = runner.invoke(main, common + ["--until", "2"])
+    assert result.exit_code == 0, result.output
+    for config in schedules(run_dir):
+        assert config["held_out"] == sorted([train_ids[0], "not-a-train-id"])
+    result = runner.invoke(main, common + ["--hold-out", str(tmp_path / "missing.ids")])
+    assert result.exit_code != 0 and "hold-out" in result.output
+
+
 def test_export_from_the_run_state_or_its_warmstart_ships_the_same_files(prepared, tmp_path):  # noqa: F811
     # The temperature is calibrated on the weights as they ship (fp16) and on a fixed
     # sample, so the source (fp32 state or fp16 warm-start) and the training batch size

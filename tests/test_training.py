@@ -9,7 +9,7 @@ import json
 import random
 import threading
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +240,40 @@ def test_batches_load_ahead_and_a_resumed_run_trains_as_an_unbroken_one(cache, t
     resumed.run()
     expected = unbroken.codec.state_dict()
     assert all(torch.equal(expected[k], v) for k, v in resumed.codec.state_dict().items())
+
+
+def test_held_out_utterances_are_never_trained_on_and_the_setting_travels(cache, tmp_path,
+                                                                         monkeypatch):
+    cfg = Stage1Config(steps=8, gan_start=100, batch_seconds=2.0, max_seconds=2.0,
+                       val_every=1000, save_every=1000, log_every=1000)
+    loaded = []
+    load = Corpus.load
+
+    def recording_load(self, ids, *args, **kwargs):
+        loaded.extend(self.index[i]["id"] for i in ids)
+        return load(self, ids, *args, **kwargs)
+
+    monkeypatch.setattr(Corpus, "load", recording_load)
+    # Each trainer gets its own copy of the config: what comes back must come from the files.
+    make = lambda: Stage1Trainer(CodecConfig(**TINY.to_dict()), replace(cfg), cache, None,  # noqa: E731
+                                 tmp_path / "run", warmstart=tmp_path / "ws.safetensors")
+    trainer = make()
+    trainer.run(until_step=1)  # an epoch is batched and under way when the hold-out comes
+    assert trainer.hold_out(["u1", "not-in-train"]) == 1
+    assert all("u1" not in (trainer.train.index[i]["id"] for i in batch) for batch in trainer.pending)
+    loaded.clear()
+    trainer.run(until_step=4)  # more than one epoch of the two utterances left
+    assert set(loaded) == {"u0", "u2"}
+    trainer.save()
+    trainer.write_warmstart()
+    resumed = make()
+    assert resumed.resume() and resumed.cfg.held_out == ["not-in-train", "u1"]
+    warm = make()
+    warm.load_warmstart(tmp_path / "ws.safetensors")
+    assert warm.cfg.held_out == ["not-in-train", "u1"]
+    loaded.clear()
+    resumed.run()
+    assert loaded and "u1" not in loaded
 
 
 def test_discriminators_of_an_older_shape_start_afresh(cache, tmp_path):

@@ -18,7 +18,7 @@ import math
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +71,7 @@ class Stage1Config:
     warmstart_every: int = 1000  # only used without a dev set; else on every improvement
     ema_decay: float = 0.999  # validated, warm-started and shipped weights average ~1000 steps
     seed: int = 0
+    held_out: list[str] = field(default_factory=list)  # train utterance ids never trained on
 
 
 class SemanticHeads(nn.Module):
@@ -100,9 +101,12 @@ class Corpus:
         teacher = cache_dir / teacher_file
         self.teacher = np.load(teacher, mmap_mode="r") if teacher.exists() else None
 
-    def batches(self, batch_seconds: float, max_seconds: float, rng: random.Random):
+    def batches(self, batch_seconds: float, max_seconds: float, rng: random.Random,
+                held_out: frozenset[str] = frozenset()):
+        """Batches of utterance numbers for one epoch, without the ids in `held_out`."""
         max_len = int(max_seconds * 16000) // HOP * HOP
-        order = sorted(range(len(self.index)), key=lambda i: self.index[i]["length"])
+        order = sorted((i for i, utt in enumerate(self.index) if utt["id"] not in held_out),
+                       key=lambda i: self.index[i]["length"])
         batches, current = [], []
         for i in order:
             length = min(self.index[i]["length"], max_len)
@@ -335,6 +339,16 @@ class Stage1Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
         self.restore_config(state.get("config", {}))
         return True
+
+    def hold_out(self, ids: list[str]) -> int:
+        """Never train on these utterances (e.g. the ones that choose a checkpoint), from
+        this step on; the setting travels with the run. Returns how many are in train."""
+        self.cfg.held_out = sorted(set(ids))
+        held = frozenset(self.cfg.held_out)
+        # The epoch in progress was batched before: take them out of what is left of it.
+        self.pending = [kept for kept in ([i for i in batch if self.train.index[i]["id"] not in held]
+                                          for batch in self.pending) if kept]
+        return sum(utt["id"] in held for utt in self.train.index)
 
     def init_decoder(self, weights_dir: Path) -> None:
         """Start the decoder (and the discriminators, from the warm-start beside them, if any)
@@ -625,8 +639,8 @@ class Stage1Trainer:
             while self.step < until and (deadline is None or time.time() < deadline):
                 t0 = time.time()
                 if not self.pending:
-                    self.pending = self.train.batches(self.cfg.batch_seconds,
-                                                      self.cfg.max_seconds, self.rng)
+                    self.pending = self.train.batches(self.cfg.batch_seconds, self.cfg.max_seconds,
+                                                      self.rng, frozenset(self.cfg.held_out))
                     self.epoch += 1
                 ids = self.pending.pop()
                 if ahead is not None and ahead[0] is ids:
