@@ -68,12 +68,30 @@ def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: 
               help="A prepared data cache (default ~/.cache/claricodec/data).")
 @click.option("--split", "splits", multiple=True, default=("train", "dev"), show_default=True)
 @click.option("--threads", default=2, show_default=True, help="CPU threads for Whisper.")
-def prepare_front(cache: Path | None, splits: tuple[str, ...], threads: int):
+@click.option("--whisper-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              default=None, help="Run Whisper's encoder in torch from this file (a GPU pack's "
+              "whisper-encoder.safetensors) instead of CTranslate2: for a machine without the "
+              "[eval] wheels, e.g. with --device cuda.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where --whisper-file's encoder runs.")
+def prepare_front(cache: Path | None, splits: tuple[str, ...], threads: int, whisper_file: Path | None,
+                  device: str):
     """Add the Whisper-front encoder's input features to a prepared cache (needs [eval]).
 
     Only for training a codec with `train stage1 --front whisper`: each utterance's Whisper
     tiny.en states as encoding it would compute them (about 10 minutes for 8 hours of speech)."""
     from claricodec.train.data import build_front_cache
+    states = None
+    if whisper_file is not None:
+        import torch
+        from safetensors import SafetensorError
+        from claricodec.train.whisper_teacher import TorchWhisperStates
+        from .ui import pick_device
+        torch.set_num_threads(threads)
+        try:
+            states = TorchWhisperStates(whisper_file, pick_device(device))
+        except (SafetensorError, OSError, KeyError, ValueError) as err:  # not a save_encoder_file
+            fail(f"--whisper-file {whisper_file}: not a Whisper encoder file ({err})")
     for split in splits:
         out = _cache_dir(cache, split)
         if not (out / "index.json").is_file():
@@ -81,7 +99,7 @@ def prepare_front(cache: Path | None, splits: tuple[str, ...], threads: int):
         count = len(json.loads((out / "index.json").read_text()))
         with progress_bar() as bar:
             task = bar.add_task(f"front {split}", total=count)
-            build_front_cache(out, threads=threads, progress=lambda: bar.advance(task))
+            build_front_cache(out, threads=threads, progress=lambda: bar.advance(task), states=states)
         console.print(f"{split}: front features for {count} utterances in {out}")
 
 
@@ -108,7 +126,14 @@ def prepare_front(cache: Path | None, splits: tuple[str, ...], threads: int):
                    "carry its encoder's latents instead of Whisper states, the train split "
                    "Whisper's encoder for --asr-feature-weight (within --max-mb; --teacher-dims "
                    "does not apply); run.sh starts from that file.")
-def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels, frozen_from):
+@click.option("--whisper-front", "whole_from", default=None,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A Whisper-front warm-start (a path inside the repository): pack for training "
+                   "that whole codec, encoder head included. Only audio travels (~2.5x the speech "
+                   "of a --frozen-encoder pack); the train split carries Whisper's encoder (within "
+                   "--max-mb), and run.sh computes the encoder's input states with it on the GPU "
+                   "machine before training from that file.")
+def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels, frozen_from, whole_from):
     """Pack a slice of the prepared data (plus run.sh) for stage 1 on a borrowed GPU.
 
     Audio travels as Ogg/Opus and teacher states as int8 principal components: ~65 minutes
@@ -119,8 +144,8 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels, fr
     import sys
     import tempfile
     from claricodec.train.pack import (DEVICE_SCRIPT, DEVICE_WHEELS, OPUS_BYTES_PER_SECOND,
-                                       PackError, folder_bytes, opus_bytes_per_second,
-                                       pack_split, part_ids)
+                                       PackError, basis_bytes, folder_bytes, opus_bytes_per_second,
+                                       pack_split, part_ids, teacher_frame_bytes)
     from claricodec.train.stage1 import validation_ids
     if out.exists() and any(out.iterdir()):
         fail(f"{out}: exists and is not empty (remove it, or pick another folder)")
@@ -128,10 +153,16 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels, fr
     for needed in (train_dir, dev_dir):
         if not (needed / "index.json").exists():
             fail(f"{needed}: no prepared data (run `claricodec train prepare` first)")
+    if frozen_from is not None and whole_from is not None:
+        fail("--frozen-encoder and --whisper-front exclude each other: pick one")
     codec, warm_path = None, "weights/warmstart/stage1.safetensors"
     if frozen_from is not None:
-        codec = _whisper_front_codec(frozen_from)
+        codec = _whisper_front_codec(frozen_from, "--frozen-encoder")
         warm_path = os.path.relpath(frozen_from.resolve(), Path.cwd())
+    if whole_from is not None:
+        _whisper_front_codec(whole_from, "--whisper-front")
+        warm_path = os.path.relpath(whole_from.resolve(), Path.cwd())
+    audio_only = whole_from is not None
     out.parent.mkdir(parents=True, exist_ok=True)
     # Built beside OUT and renamed at the end: no half-written pack is ever left behind.
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
@@ -142,20 +173,22 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels, fr
             # The default level keeps the fixed estimate, so part K stays the slice it was.
             audio_rate = (OPUS_BYTES_PER_SECOND if opus_level is None
                           else opus_bytes_per_second(train_dir, opus_level))
-            budget = int(max_mb * 1e6)
-            if codec is not None:
+            budget = int(max_mb * 1e6) - basis_bytes(teacher_dims)
+            frame_bytes = teacher_frame_bytes(teacher_dims)
+            if codec is not None or audio_only:
                 from claricodec.train.whisper_teacher import WHISPER_FILE, save_encoder_file
                 (tmp / "train").mkdir()
                 save_encoder_file(tmp / "train" / WHISPER_FILE)
-                budget -= (tmp / "train" / WHISPER_FILE).stat().st_size
-                # fp16 latents: 2 bytes a value, as int8 states cost 1 plus 4 for the scale
-                teacher_dims = 2 * len(codec.mode.levels) - 4
-            ids = part_ids(train_index, budget, part, teacher_dims=teacher_dims,
+                budget = int(max_mb * 1e6) - (tmp / "train" / WHISPER_FILE).stat().st_size
+                # fp16 latents (2 bytes a value), or nothing beside the audio
+                frame_bytes = 0 if audio_only else 2 * len(codec.mode.levels)
+            ids = part_ids(train_index, budget, part, frame_bytes=frame_bytes,
                            audio_bytes_per_second=audio_rate, exclude=excluded)
             console.print(f"packing part {part}: {len(ids)} train utterances")
-            pack_split(train_dir, tmp / "train", ids, teacher_dims, opus_level, codec)
+            pack_split(train_dir, tmp / "train", ids, teacher_dims, opus_level, codec, audio_only)
             dev_count = len(json.loads((dev_dir / "index.json").read_text()))
-            pack_split(dev_dir, tmp / "dev", validation_ids(dev_count), latents_of=codec)
+            pack_split(dev_dir, tmp / "dev", validation_ids(dev_count), latents_of=codec,
+                       audio_only=audio_only)
         except PackError as err:
             fail(str(err))
         (tmp / "run.sh").write_text(DEVICE_SCRIPT.replace("@WARM@", warm_path))
@@ -180,13 +213,13 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels, fr
                       f"pack is corpus data; add it to .gitignore before committing anything")
 
 
-def _whisper_front_codec(warmstart: Path):
+def _whisper_front_codec(warmstart: Path, flag: str):
     """The codec of a Whisper-front warm-start (the encoder whose latents a pack carries)."""
     from claricodec.codec import Codec
     from claricodec.train.stage1 import read_warmstart, saved_codec_config
     config = saved_codec_config(None, warmstart)
     if config is None or config.front != "whisper":
-        fail(f"--frozen-encoder {warmstart}: not a Whisper-front warm-start")
+        fail(f"{flag} {warmstart}: not a Whisper-front warm-start")
     codec = Codec(config)
     codec.load_state_dict(read_warmstart(warmstart)["codec"], strict=True)
     return codec.eval()

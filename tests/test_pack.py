@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from claricodec.cli.main import main
-from claricodec.train.pack import (PackError, estimated_bytes, opus_bytes_per_second, part_ids,
+from claricodec.train.pack import (PackError, basis_bytes, estimated_bytes, opus_bytes_per_second, part_ids,
                                    project_teacher, quantize_teacher, restore_teacher,
-                                   teacher_basis, unpack_split)
+                                   teacher_basis, teacher_frame_bytes, unpack_split)
 from claricodec.train.stage1 import Corpus
 
 from test_training import cache  # noqa: F401  (the three-utterance cache fixture)
@@ -85,7 +85,7 @@ def test_teacher_components_round_trip_and_frames_without_a_state_stay_empty():
 def test_fewer_teacher_components_fit_more_speech_in_a_part():
     index = [{"length": 16000 * (1 + i % 7)} for i in range(400)]
     whole = part_ids(index, 2_000_000, 0)
-    reduced = part_ids(index, 2_000_000, 0, teacher_dims=128)
+    reduced = part_ids(index, 2_000_000 - basis_bytes(128), 0, frame_bytes=teacher_frame_bytes(128))
     assert len(reduced) > 1.5 * len(whole)
 
 

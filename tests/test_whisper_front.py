@@ -181,3 +181,55 @@ def test_a_frozen_encoder_pack_carries_its_latents_and_trains_the_decoder_alone(
     assert encoder_fingerprint(trainer.codec) != encoder_fingerprint(codec)
     with pytest.raises(ValueError, match="another encoder"):
         trainer.run(until_step=trainer.step + 1)
+
+
+def test_a_whisper_front_pack_carries_audio_alone_and_the_states_are_made_from_its_whisper(prepared, tmp_path):  # noqa: F811
+    """`train pack --whisper-front WARM` (the whole codec on a GPU loan): only audio travels;
+    there `prepare-front --whisper-file` makes the encoder's input states with Whisper in
+    torch, close to those CTranslate2 makes here, and the encoder head trains on them."""
+    from claricodec.train.whisper_teacher import WHISPER_FILE
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", "prepare-front", "--cache", str(prepared), "--threads", "1"]).exit_code == 0
+    warm = tmp_path / "ws.safetensors"
+    result = runner.invoke(main, ["train", "stage1", "--cache", str(prepared), "--run-dir", str(tmp_path / "run"),
+                                  "--warmstart", str(warm), "--threads", "1", "--device", "cpu", "--fresh",
+                                  "--front", "whisper", "--until", "1", "--steps", "4"])
+    assert result.exit_code == 0 and warm.is_file(), result.output
+    out = tmp_path / "gpu"
+    both = runner.invoke(main, ["train", "pack", str(out), "--cache", str(prepared), "--no-wheels",
+                                "--frozen-encoder", str(warm), "--whisper-front", str(warm)])
+    assert both.exit_code != 0 and "exclude each other" in both.output and not out.exists()
+    result = runner.invoke(main, ["train", "pack", str(out), "--cache", str(prepared), "--no-wheels",
+                                  "--whisper-front", str(warm)])
+    assert result.exit_code == 0, result.output
+    assert str(warm.name) in (out / "run.sh").read_text()
+    carried = {split: sorted(p.name for p in (out / split).iterdir()) for split in ("train", "dev")}
+    assert carried == {"train": ["audio.ogg", "index.json", WHISPER_FILE], "dev": ["audio.ogg", "index.json"]}
+
+    back = tmp_path / "back"
+    assert runner.invoke(main, ["train", "unpack", str(out), "--cache", str(back)]).exit_code == 0
+    assert not (back / "train" / "front.npy").exists()
+    not_whisper = tmp_path / "not-whisper.safetensors"
+    not_whisper.write_bytes(b"\0" * 64)
+    result = runner.invoke(main, ["train", "prepare-front", "--cache", str(back), "--whisper-file", str(not_whisper)])
+    assert result.exit_code != 0 and "not a Whisper encoder file" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(main, ["train", "prepare-front", "--cache", str(back), "--threads", "1", "--device", "cpu",
+                                  "--whisper-file", str(out / "train" / WHISPER_FILE)])
+    assert result.exit_code == 0, result.output
+    for split in ("train", "dev"):  # the torch states against CTranslate2's, utterance by utterance
+        made, want = np.load(back / split / "front.npy"), np.load(prepared / split / "front.npy")
+        original = {u["id"]: u for u in json.loads((prepared / split / "index.json").read_text())}
+        for utt in json.loads((back / split / "index.json").read_text()):
+            old = original[utt["id"]]
+            a = made[utt["offset"] // 640:(utt["offset"] + utt["length"]) // 640].astype(np.float32)
+            b = want[old["offset"] // 640:(old["offset"] + old["length"]) // 640].astype(np.float32)
+            cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+            assert a.shape == b.shape and cosine.mean() > 0.98  # Opus and int8 rounding apart
+
+    run = tmp_path / "run2"
+    result = runner.invoke(main, ["train", "stage1", "--cache", str(back), "--run-dir", str(run), "--warmstart",
+                                  str(tmp_path / "ws2.safetensors"), "--threads", "1", "--device", "cpu",
+                                  "--fresh", "--front", "whisper", "--until", "2", "--steps", "4"])
+    assert result.exit_code == 0, result.output
+    assert "val_distill" in (run / "train.log").read_text()  # dev states made there too

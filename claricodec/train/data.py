@@ -109,13 +109,15 @@ def build_teacher_cache(cache_dir: Path, model_path: str | None = None, threads:
     np.save(cache_dir / "teacher.npy", teacher)
 
 
-def build_front_cache(cache_dir: Path, threads: int = 2, progress=None) -> None:
+def build_front_cache(cache_dir: Path, threads: int = 2, progress=None, states=None) -> None:
     """The Whisper-front encoder's input features for every cached utterance, computed as
     encoding that utterance as a file would (whisper_front.file_states). ~0.15 s an
-    utterance on one core; written to front.npy.partial, then renamed."""
+    utterance on one core; written to front.npy.partial, then renamed. `states`: what
+    computes Whisper's states (default: CTranslate2, as encoding does; on a GPU machine
+    whisper_teacher.TorchWhisperStates)."""
     from ..whisper_front import FEATURE_DIM, WhisperStates, file_states
 
-    states = WhisperStates(threads=threads)
+    states = states or WhisperStates(threads=threads)
     audio = np.load(cache_dir / "audio.npy", mmap_mode="r")
     index = json.loads((cache_dir / "index.json").read_text())
     front = np.zeros((len(audio) // HOP, FEATURE_DIM), dtype=np.float16)

