@@ -20,8 +20,9 @@ encoder weights for the ASR feature loss (whisper_teacher.save_encoder_file, ~16
 
 For training the whole Whisper-front codec (`pack --whisper-front WARM`), frames carry
 nothing beside the audio: its 384-dim input states would cost 9.7 kB/s, five times the
-audio at --opus-level 0.97. The train split carries Whisper's encoder, and on the GPU machine run.sh computes
-the states in torch (`train prepare-front --whisper-file`) before training.
+audio at --opus-level 0.97. The train split carries Whisper's encoder, and on the GPU
+machine run.sh computes the states in torch (`train prepare-front --whisper-file`) before
+training.
 
 A pack folder holds one folder per split:
     audio.ogg          the utterances back to back (offsets as in index.json)
