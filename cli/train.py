@@ -130,9 +130,9 @@ def prepare_front(cache: Path | None, splits: tuple[str, ...], threads: int, whi
               type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A Whisper-front warm-start (a path inside the repository): pack for training "
                    "that whole codec, encoder head included. Only audio travels (about 280 "
-                   "minutes in 48 MB at --opus-level 0.97); the train split carries Whisper's encoder (within "
-                   "--max-mb), and run.sh computes the encoder's input states with it on the GPU "
-                   "machine before training from that file.")
+                   "minutes in 48 MB at --opus-level 0.97); the train split carries Whisper's "
+                   "encoder (within --max-mb), and run.sh computes the encoder's input states "
+                   "with it on the GPU machine before training from that file.")
 def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels, frozen_from, whole_from):
     """Pack a slice of the prepared data (plus run.sh) for stage 1 on a borrowed GPU.
 

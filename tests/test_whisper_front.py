@@ -118,18 +118,24 @@ def test_cli_trains_a_whisper_front_run_and_keeps_its_front(prepared, tmp_path):
     assert json.loads((tmp_path / "w" / "manifest.json").read_text())["codec_config"]["front"] == "whisper"
 
 
-def test_a_frozen_encoder_pack_carries_its_latents_and_trains_the_decoder_alone(prepared, tmp_path):  # noqa: F811
-    """`train pack --frozen-encoder WARM` (a GPU loan without the Whisper wheels): frames carry
-    that warm-start's encoder latents, the train split Whisper's encoder for the ASR loss."""
-    from claricodec.train.stage1 import encoder_fingerprint, read_warmstart
-    from claricodec.train.whisper_teacher import WHISPER_FILE
-    runner = CliRunner()
+def whisper_front_warmstart(runner: CliRunner, prepared, tmp_path):  # noqa: F811
+    """Front features for the prepared cache, and a one-step Whisper-front run's warm-start."""
     assert runner.invoke(main, ["train", "prepare-front", "--cache", str(prepared), "--threads", "1"]).exit_code == 0
     warm = tmp_path / "ws.safetensors"
     result = runner.invoke(main, ["train", "stage1", "--cache", str(prepared), "--run-dir", str(tmp_path / "run"),
                                   "--warmstart", str(warm), "--threads", "1", "--device", "cpu", "--fresh",
                                   "--front", "whisper", "--until", "1", "--steps", "4"])
     assert result.exit_code == 0 and warm.is_file(), result.output
+    return warm
+
+
+def test_a_frozen_encoder_pack_carries_its_latents_and_trains_the_decoder_alone(prepared, tmp_path):  # noqa: F811
+    """`train pack --frozen-encoder WARM` (a GPU loan without the Whisper wheels): frames carry
+    that warm-start's encoder latents, the train split Whisper's encoder for the ASR loss."""
+    from claricodec.train.stage1 import encoder_fingerprint, read_warmstart
+    from claricodec.train.whisper_teacher import WHISPER_FILE
+    runner = CliRunner()
+    warm = whisper_front_warmstart(runner, prepared, tmp_path)
     out = tmp_path / "gpu"
     result = runner.invoke(main, ["train", "pack", str(out), "--cache", str(prepared), "--no-wheels",
                                   "--frozen-encoder", str(warm)])
@@ -189,12 +195,7 @@ def test_a_whisper_front_pack_carries_audio_alone_and_the_states_are_made_from_i
     torch, close to those CTranslate2 makes here, and the encoder head trains on them."""
     from claricodec.train.whisper_teacher import WHISPER_FILE
     runner = CliRunner()
-    assert runner.invoke(main, ["train", "prepare-front", "--cache", str(prepared), "--threads", "1"]).exit_code == 0
-    warm = tmp_path / "ws.safetensors"
-    result = runner.invoke(main, ["train", "stage1", "--cache", str(prepared), "--run-dir", str(tmp_path / "run"),
-                                  "--warmstart", str(warm), "--threads", "1", "--device", "cpu", "--fresh",
-                                  "--front", "whisper", "--until", "1", "--steps", "4"])
-    assert result.exit_code == 0 and warm.is_file(), result.output
+    warm = whisper_front_warmstart(runner, prepared, tmp_path)
     out = tmp_path / "gpu"
     both = runner.invoke(main, ["train", "pack", str(out), "--cache", str(prepared), "--no-wheels",
                                 "--frozen-encoder", str(warm), "--whisper-front", str(warm)])
