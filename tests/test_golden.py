@@ -3,6 +3,11 @@
 A failure means the encoder's output changed (weights, front end, windowing or rounding).
 If that was intended (new weights), regenerate with tests/golden/make_golden.py, and keep
 the old hello.cc as hello-<old model id>.cc for the legacy-decoder test.
+
+Encoding is bit-exact on one machine, but not across kinds of CPU: the Whisper front runs
+CTranslate2 in int8, and its int8 kernels (AVX-512 VNNI, or AVX2 alone) round differently,
+which moves ~15 % of the hello clip's codes. So there is one golden file per kind of CPU
+seen (hello.cc, hello.avx2.cc), and encoding must equal one of them exactly.
 """
 from pathlib import Path
 
@@ -27,9 +32,25 @@ def clip():
     return sf.read(HERE / "data" / "hello.wav", dtype="float32")
 
 
+CPU_VARIANTS = ["hello.cc", "hello.avx2.cc"]  # see the module docstring
+
+
 def test_encoding_matches_golden_bytes(shipped, clip):
-    assert shipped.encode(*clip) == (GOLDEN / "hello.cc").read_bytes()
-    assert shipped.encode(*clip, block_crc=True) == (GOLDEN / "hello.crc.cc").read_bytes()
+    encoded = shipped.encode(*clip)
+    matches = [name for name in CPU_VARIANTS if encoded == (GOLDEN / name).read_bytes()]
+    assert len(matches) == 1, ("encoding the hello clip matches no golden file: the encoder "
+                               "changed, or this kind of CPU needs its own (make_golden.py --variant)")
+    crc_name = matches[0].replace(".cc", ".crc.cc")
+    assert shipped.encode(*clip, block_crc=True) == (GOLDEN / crc_name).read_bytes()
+
+
+def test_the_cpu_variants_share_header_and_most_codes():
+    files = [(GOLDEN / name).read_bytes() for name in CPU_VARIANTS]
+    streams = [bitstream.read_stream(data) for data in files]
+    assert len({s.header.model_id for s in streams}) == 1  # the same weights made them
+    assert len({len(s.indices) for s in streams}) == 1
+    same = np.mean(np.asarray(streams[0].indices) == np.asarray(streams[1].indices))
+    assert same > 0.7  # int8 rounding moves a few codes; other weights would move nearly all
 
 
 def test_golden_file_header_and_decode(shipped, clip):
