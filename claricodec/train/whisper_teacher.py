@@ -177,8 +177,9 @@ class WhisperEncoder(nn.Module):
 class TorchWhisperStates:
     """whisper_front.WhisperStates' contract (audio -> [len / 640, 384] states, as
     `file_states` calls it) computed by this torch encoder: for a GPU machine, which has
-    neither CTranslate2 nor the time to run it on its CPU. The states agree with the int8
-    CTranslate2 ones encoding computes within its rounding (cosine ~0.995 a frame)."""
+    neither CTranslate2 nor the time to run it on its CPU. The states equal CTranslate2's in
+    float32; encoding runs it in int8, which moves them a little (cosine ~0.998 a frame) and
+    ~14 % of a head's codes with them (docs/training.md, session 16)."""
 
     def __init__(self, weights_file: str | Path | None = None, device: str = "cpu"):
         self.device = torch.device(device)
