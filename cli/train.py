@@ -173,15 +173,16 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels, fr
             # The default level keeps the fixed estimate, so part K stays the slice it was.
             audio_rate = (OPUS_BYTES_PER_SECOND if opus_level is None
                           else opus_bytes_per_second(train_dir, opus_level))
-            budget = int(max_mb * 1e6) - basis_bytes(teacher_dims)
-            frame_bytes = teacher_frame_bytes(teacher_dims)
             if codec is not None or audio_only:
                 from claricodec.train.whisper_teacher import WHISPER_FILE, save_encoder_file
                 (tmp / "train").mkdir()
                 save_encoder_file(tmp / "train" / WHISPER_FILE)
-                budget = int(max_mb * 1e6) - (tmp / "train" / WHISPER_FILE).stat().st_size
+                once = (tmp / "train" / WHISPER_FILE).stat().st_size
                 # fp16 latents (2 bytes a value), or nothing beside the audio
                 frame_bytes = 0 if audio_only else 2 * len(codec.mode.levels)
+            else:
+                once, frame_bytes = basis_bytes(teacher_dims), teacher_frame_bytes(teacher_dims)
+            budget = int(max_mb * 1e6) - once  # what travels once, beside the utterances
             ids = part_ids(train_index, budget, part, frame_bytes=frame_bytes,
                            audio_bytes_per_second=audio_rate, exclude=excluded)
             console.print(f"packing part {part}: {len(ids)} train utterances")
