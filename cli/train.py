@@ -31,7 +31,7 @@ def _stage1_trainer(cache: Path | None, run_dir: Path | None, device: str, warms
         return Stage1Trainer(codec_config, Stage1Config(), _cache_dir(cache, "train"),
                              dev_dir if dev_dir.exists() else None, run_dir,
                              device, warmstart, log=console.print)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:  # no cache, or a stale one
         fail(str(err))
 
 
@@ -397,9 +397,12 @@ def export(run_dir, warmstart, cache, out, legacy_from):
             fail(f"--keep-decoder-of: {err}")
     torch.set_num_threads(2)
     run_dir = run_dir or default_run_dir()
-    trainer = Stage1Trainer(saved_codec_config(None if warmstart else run_dir, warmstart) or CodecConfig(),
-                            Stage1Config(), _cache_dir(cache, "train"), None, run_dir, "cpu", None,
-                            log=console.print)
+    try:
+        trainer = Stage1Trainer(saved_codec_config(None if warmstart else run_dir, warmstart) or CodecConfig(),
+                                Stage1Config(), _cache_dir(cache, "train"), None, run_dir, "cpu", None,
+                                log=console.print)
+    except (FileNotFoundError, ValueError) as err:
+        fail(str(err))
     if warmstart:
         trainer.load_warmstart(warmstart)
     elif not trainer.resume():

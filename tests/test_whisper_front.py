@@ -112,8 +112,22 @@ def test_cli_trains_a_whisper_front_run_and_keeps_its_front(prepared, tmp_path):
     assert result.exit_code != 0 and "whisper front" in result.output
     result = runner.invoke(main, common + ["--until", "2"])
     assert result.exit_code == 0 and "resumed at step 1" in result.output, result.output
-    result = runner.invoke(main, ["train", "export", "--run-dir", str(tmp_path / "run"),
-                                  "--cache", str(prepared), "--out", str(tmp_path / "w")])
+    export = ["train", "export", "--run-dir", str(tmp_path / "run"), "--cache", str(prepared),
+              "--out", str(tmp_path / "w")]
+    # A cache made before session 17 (no front.json) holds int8 states; encoding computes
+    # float32 ones, so training on it or calibrating with it is refused, without a traceback.
+    meta = prepared / "train" / "front.json"
+    assert json.loads(meta.read_text()) == {"compute_type": "float32"}
+    saved = meta.read_text()
+    meta.unlink()
+    try:
+        for args in (common + ["--until", "3"], export):
+            result = runner.invoke(main, args)
+            assert result.exit_code != 0 and "int8" in result.output and "prepare-front" in result.output
+            assert "Traceback" not in result.output
+    finally:
+        meta.write_text(saved)
+    result = runner.invoke(main, export)
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "w" / "manifest.json").read_text())["codec_config"]["front"] == "whisper"
 
@@ -143,6 +157,16 @@ def test_a_frozen_encoder_pack_carries_its_latents_and_trains_the_decoder_alone(
     assert str(warm.name) in (out / "run.sh").read_text()  # run.sh starts from that warm-start
     assert (out / "train" / WHISPER_FILE).is_file() and not (out / "dev" / WHISPER_FILE).exists()
     assert not (out / "train" / "teacher-int8.npy").exists()
+    meta = prepared / "train" / "front.json"
+    saved = meta.read_text()
+    meta.unlink()  # int8 states, made before session 17: latents from them are refused
+    try:
+        result = runner.invoke(main, ["train", "pack", str(tmp_path / "stale"), "--cache", str(prepared),
+                                      "--no-wheels", "--frozen-encoder", str(warm)])
+        assert result.exit_code != 0 and "int8" in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "stale").exists()  # no half-written pack
+    finally:
+        meta.write_text(saved)
 
     codec = Codec(saved_codec_config(None, warm))
     codec.load_state_dict(read_warmstart(warm)["codec"])

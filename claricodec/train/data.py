@@ -9,6 +9,7 @@ The cache lives outside git (default ~/.cache/claricodec/data/<split>):
     front.npy     float16, the same shape: those states as the Whisper-front encoder
                   computes them (each utterance alone, in the codec's analysis windows);
                   only for training a codec with CodecConfig.front = "whisper"
+    front.json    the precision those states were computed in (none: int8, before session 17)
 A corpus is any folder with a manifest.jsonl (id, path, text, ...) or just audio files.
 """
 from __future__ import annotations
@@ -131,3 +132,17 @@ def build_front_cache(cache_dir: Path, threads: int = 2, progress=None, states=N
     with open(partial, "wb") as f:
         np.save(f, front)
     partial.replace(cache_dir / "front.npy")
+    (cache_dir / "front.json").write_text(json.dumps({"compute_type": states.compute_type}))
+
+
+def check_front_precision(cache_dir: Path) -> None:
+    """Raise ValueError unless front.npy was computed in the precision encoding uses: a head
+    trained on int8 states meets float32 ones in use (14 % of its codes differ)."""
+    from ..whisper_front import WhisperStates
+
+    meta = Path(cache_dir) / "front.json"
+    made = json.loads(meta.read_text())["compute_type"] if meta.is_file() else "int8"
+    if made != WhisperStates.compute_type:
+        raise ValueError(f"{cache_dir}/front.npy holds Whisper states computed in {made}, but "
+                         f"encoding computes them in {WhisperStates.compute_type}: run "
+                         "`claricodec train prepare-front` again")

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import CODEC_RATE, HOP
+from .data import CODEC_RATE, HOP, check_front_precision
 
 OPUS_BYTES_PER_SECOND = 4000  # measured ~3.5 kB/s on this corpus; kept on the safe side
 TEACHER_DIM = 384
@@ -155,6 +155,11 @@ def pack_split(cache_dir: Path, out_dir: Path, ids: list[int],
     if not audio_only and not (cache_dir / features).exists():
         command = "prepare-front" if latents_of is not None else "prepare"
         raise PackError(f"{cache_dir}: no {features} (run `claricodec train {command}` first)")
+    if latents_of is not None:
+        try:
+            check_front_precision(cache_dir)
+        except ValueError as err:
+            raise PackError(str(err)) from None
     teacher = None if audio_only else np.load(cache_dir / features, mmap_mode="r")
     pcm, states, rows, offset = [], [], [], 0
     for i in ids:

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..codec import Codec, CodecConfig
 from ..layers import blocks
-from .data import HOP, DEFAULT_CACHE
+from .data import HOP, DEFAULT_CACHE, check_front_precision
 from .discriminators import Discriminators
 from .losses import (MultiResolutionSTFTLoss, MultiScaleMelLoss, discriminator_loss,
                      feature_matching_loss, generator_adversarial_loss)
@@ -294,6 +294,8 @@ class Stage1Trainer:
                 raise FileNotFoundError(f"{train_dir} has no {features}: run `claricodec train prepare-front`")
             features = LATENT_FILE
         self.cached_latents = features == LATENT_FILE
+        if features == "front.npy":
+            check_front_precision(self.train_dir)
         self.train = Corpus(train_dir, features)
         self.dev = Corpus(dev_dir, features) if dev_dir else None
         self.step, self.epoch, self.wall = 0, 0, 0.0

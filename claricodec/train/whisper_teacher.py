@@ -178,8 +178,9 @@ class TorchWhisperStates:
     """whisper_front.WhisperStates' contract (audio -> [len / 640, 384] states, as
     `file_states` calls it) computed by this torch encoder: for a GPU machine, which has
     neither CTranslate2 nor the time to run it on its CPU. The states equal CTranslate2's in
-    float32; encoding runs it in int8, which moves them a little (cosine ~0.998 a frame) and
-    ~14 % of a head's codes with them (docs/training.md, session 16)."""
+    float32, as encoding computes them (docs/training.md, sessions 16-17)."""
+
+    compute_type = "float32"  # recorded with the cache (data.check_front_precision)
 
     def __init__(self, weights_file: str | Path | None = None, device: str = "cpu"):
         self.device = torch.device(device)

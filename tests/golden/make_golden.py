@@ -8,12 +8,11 @@ decoder (weights/legacy/), and a test decodes that file with them.
 The golden test then checks that encoding is bit-exact against them, and the file's header
 records which weights (model id) made it.
 
-The bytes depend on the CPU: the Whisper front runs CTranslate2 in int8, whose kernels
-differ between CPUs (AVX-512 with VNNI vs AVX2 alone), and ~15 % of the hello clip's codes
-with them. `--variant NAME` writes hello.NAME.cc (and .crc.cc) instead, for another kind
-of CPU; the test accepts any one variant exactly. Regenerate every variant on its kind of
-CPU when the weights change (hello.cc: the CPUs up to session 15; hello.avx2.cc: an AMD
-EPYC with AVX2 and no AVX-512, session 16).
+With the Whisper front in float32 (since session 17) the bytes should not depend on the
+CPU; in int8 they did (AVX-512 VNNI vs AVX2 moved 15 % of the hello clip's codes). Should a
+kind of CPU still encode otherwise, `--variant NAME` writes hello.NAME.cc (and .crc.cc)
+for it; the test accepts any one variant exactly. Regenerate every variant on its kind of
+CPU when the weights change. hello.cc: an AMD EPYC with AVX2 and no AVX-512, session 17.
 """
 import sys
 from pathlib import Path
