@@ -24,6 +24,9 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "corpus" / "dev" / "manifest.jsonl"
+# The command installed beside this Python (a venv's bin/ need not be on PATH)
+BESIDE = Path(sys.executable).parent / "claricodec"
+CLI = str(BESIDE) if BESIDE.is_file() else "claricodec"
 
 
 def speech(minutes: float, manifest: Path) -> np.ndarray:
@@ -59,9 +62,9 @@ def main() -> None:
     from claricodec.bitstream import read_stream
 
     env_weights = f"--weights {args.weights} " if args.weights else ""
-    encode = " ".join(filter(None, ["claricodec encode", env_weights.strip(), args.encode_options])) + " "
+    encode = " ".join(filter(None, [f"{CLI} encode", env_weights.strip(), args.encode_options])) + " "
     print(f"claricodec on {os.cpu_count()} CPU core(s), torch threads default; "
-          f"real dev speech repeated to length; `{encode.strip()}`.\n")
+          f"real dev speech repeated to length; `{encode.strip().replace(CLI, 'claricodec')}`.\n")
     print("| input | encode s | encode x RT | encode peak MB | pipe encode peak MB | "
           "decode s | decode x RT | decode peak MB | file = pipe codes |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -72,7 +75,7 @@ def main() -> None:
             seconds = minutes * 60
             enc_s, enc_mb = timed(f"{encode}{wav} {cc} 2>/dev/null")
             _, pipe_mb = timed(f"cat {wav} | {encode}- {piped} 2>/dev/null")
-            dec_s, dec_mb = timed(f"claricodec decode {env_weights}{cc} {out} 2>/dev/null")
+            dec_s, dec_mb = timed(f"{CLI} decode {env_weights}{cc} {out} 2>/dev/null")
             same = read_stream(cc.read_bytes()).indices == read_stream(piped.read_bytes()).indices
             print(f"| {minutes:g} min | {enc_s:.0f} | {seconds / enc_s:.0f}x | {enc_mb} | {pipe_mb} | "
                   f"{dec_s:.0f} | {seconds / dec_s:.0f}x | {dec_mb} | {'yes' if same else 'NO'} |",
