@@ -347,7 +347,7 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
     if batch_seconds is not None:
         cfg.batch_seconds = batch_seconds
     if freeze_encoder is not None:
-        cfg.freeze_encoder = freeze_encoder
+        trainer.set_frozen_encoder(freeze_encoder)
     if hold_out is not None:
         found = trainer.hold_out(hold_out.read_text().split())
         console.print(f"holding out {found} train utterances listed in {hold_out}")

@@ -129,7 +129,8 @@ def test_freeze_encoder_trains_the_decoder_alone(prepared, tmp_path):  # noqa: F
     common = stage1_args(prepared, tmp_path)
     result = runner.invoke(main, common + ["--fresh", "--until", "1", "--steps", "10"])
     assert result.exit_code == 0, result.output
-    before = torch.load(run_dir / "state.pt", weights_only=False)["codec"]
+    saved = torch.load(run_dir / "state.pt", weights_only=False)
+    before, before_ema = saved["codec"], saved["ema"]
     result = runner.invoke(main, common + ["--until", "3", "--freeze-encoder"])
     assert result.exit_code == 0, result.output
     after = torch.load(run_dir / "state.pt", weights_only=False)
@@ -137,7 +138,10 @@ def test_freeze_encoder_trains_the_decoder_alone(prepared, tmp_path):  # noqa: F
     encoder = [k for k in before if k.startswith("encoder.")]
     decoder = [k for k in before if k.startswith("decoder.")]
     assert encoder and decoder
-    assert all(torch.equal(before[k], after["codec"][k]) for k in encoder)
+    # frozen as averaged (what ships), and the average stays put with it
+    assert all(torch.equal(before_ema[k], after["codec"][k]) for k in encoder)
+    assert all(torch.equal(before_ema[k], after["ema"][k]) for k in encoder)
+    assert not all(torch.equal(before[k], after["codec"][k]) for k in encoder)  # not the raw one
     assert not all(torch.equal(before[k], after["codec"][k]) for k in decoder)
 
 

@@ -562,6 +562,14 @@ class Stage1Trainer:
         for average, buffer in zip(self.ema.buffers(), self.codec.buffers()):
             average.copy_(buffer)
 
+    def set_frozen_encoder(self, frozen: bool) -> None:
+        """Train the decoder alone (or the encoder again). Freezing starts from the averaged
+        encoder, the one validated, warm-started and packed: otherwise the decoder would learn
+        the raw encoder's codes while the average, which ships, drifted towards them."""
+        if frozen and not self.cfg.freeze_encoder:
+            self.codec.encoder.load_state_dict(self.ema.encoder.state_dict())
+        self.cfg.freeze_encoder = frozen
+
     def adopt_ema(self) -> None:
         """Make the averaged weights the codec's (before calibration and export)."""
         self.codec.load_state_dict(self.ema.state_dict())
