@@ -40,8 +40,8 @@ class WhisperStates:
     _lock = threading.Lock()
     # float32, not int8: CTranslate2's int8 kernels round differently on different CPUs (so
     # the bytes of a .cc file depended on the sender's CPU), and float32 states are what the
-    # head meets in training on a GPU (torch) and encode held-out speech with 2.7 points less
-    # WER; they cost 1.4x int8's Whisper time (docs/training.md, sessions 16-17).
+    # head meets in training on a GPU (torch). WER is the same within the noise (dev +0.9
+    # points [-0.5, +2.4]); encoding costs 1.4x int8's time (docs/training.md, session 17).
     compute_type = "float32"
 
     def __init__(self, model_path: str | Path | None = None, threads: int = 1):
