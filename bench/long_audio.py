@@ -62,9 +62,10 @@ def main() -> None:
     from claricodec.bitstream import read_stream
 
     env_weights = f"--weights {args.weights} " if args.weights else ""
-    encode = " ".join(filter(None, [f"{CLI} encode", env_weights.strip(), args.encode_options])) + " "
+    options = " ".join(filter(None, ["encode", env_weights.strip(), args.encode_options]))
+    encode = f"{CLI} {options} "
     print(f"claricodec on {os.cpu_count()} CPU core(s), torch threads default; "
-          f"real dev speech repeated to length; `{encode.strip().replace(CLI, 'claricodec')}`.\n")
+          f"real dev speech repeated to length; `claricodec {options}`.\n")
     print("| input | encode s | encode x RT | encode peak MB | pipe encode peak MB | "
           "decode s | decode x RT | decode peak MB | file = pipe codes |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
