@@ -127,6 +127,16 @@ def test_cli_trains_a_whisper_front_run_and_keeps_its_front(prepared, tmp_path):
             assert "Traceback" not in result.output
     finally:
         meta.write_text(saved)
+    # A stale dev split alone is refused by training too: its validation gates the warm-start.
+    dev_meta = prepared / "dev" / "front.json"
+    saved = dev_meta.read_text()
+    dev_meta.unlink()
+    try:
+        result = runner.invoke(main, common + ["--until", "3"])
+        assert result.exit_code != 0 and "dev" in result.output and "int8" in result.output
+        assert "Traceback" not in result.output
+    finally:
+        dev_meta.write_text(saved)
     result = runner.invoke(main, export)
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "w" / "manifest.json").read_text())["codec_config"]["front"] == "whisper"

@@ -295,7 +295,10 @@ class Stage1Trainer:
             features = LATENT_FILE
         self.cached_latents = features == LATENT_FILE
         if features == "front.npy":
-            check_front_precision(self.train_dir)
+            # Dev too: validation scores (which gate the warm-start) on stale states mislead.
+            for split_dir in (self.train_dir, dev_dir):
+                if split_dir is not None:
+                    check_front_precision(Path(split_dir))
         self.train = Corpus(train_dir, features)
         self.dev = Corpus(dev_dir, features) if dev_dir else None
         self.step, self.epoch, self.wall = 0, 0, 0.0
