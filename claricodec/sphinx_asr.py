@@ -23,11 +23,9 @@ class SphinxASR:
         except ImportError:
             raise RuntimeError("the second ASR needs pocketsphinx: pip install 'claricodec[eval]'") from None
         # The wheel's en-us model. Batch cepstral mean normalisation: each clip is normalised
-        # by its own mean, not a running one. (Some state still carries over: 4 of 150
-        # clips were transcribed differently after other clips. Compare systems on rows
-        # with manifest transcripts, whose references do not depend on it.)
-        config = Config(samprate=16000, loglevel="FATAL", cmn="batch")
-        self.decoder = Decoder(config)
+        # by its own mean, not a running one.
+        self._config = Config(samprate=16000, loglevel="FATAL", cmn="batch")
+        self._decoder_class = Decoder
 
     @property
     def config(self) -> dict:
@@ -37,10 +35,14 @@ class SphinxASR:
     def text(self, clip: np.ndarray) -> str:
         """16 kHz mono float32 -> lower-case words ('' for silence)."""
         pcm = (np.clip(np.asarray(clip, np.float32), -1.0, 1.0) * 32767).astype("<i2")
-        self.decoder.start_utt()
-        self.decoder.process_raw(pcm.tobytes(), full_utt=True)
-        self.decoder.end_utt()
-        hyp = self.decoder.hyp()
+        # A fresh decoder for every clip (~0.4 s): a reused one carries state from clip to
+        # clip (3 of 60 arctic clips came out differently after others), so a transcript
+        # would depend on what was decoded before it.
+        decoder = self._decoder_class(self._config)
+        decoder.start_utt()
+        decoder.process_raw(pcm.tobytes(), full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
         return hyp.hypstr if hyp is not None else ""
 
     def texts(self, clips, options=None) -> list[str]:

@@ -6,6 +6,7 @@ only has to be deterministic and exercise every code path quickly.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,9 @@ from claricodec.weights import export_weights
 
 DATA = Path(__file__).parent / "data"
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+# The real speech corpus (never in git): ../shared/corpus beside the checkout, as in CI.
+CORPUS = Path(os.environ.get("CLARICODEC_CORPUS",
+                             Path(__file__).resolve().parents[2] / "shared" / "corpus"))
 TINY = CodecConfig(encoder_dim=32, encoder_depths=(1, 1, 1), decoder_dim=32, decoder_depths=(1, 1),
                    n_mels=40)
 

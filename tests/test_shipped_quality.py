@@ -4,7 +4,6 @@ same shape by a wide margin. Catches untrained, truncated or mismatched weights.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,8 @@ from claricodec.api import ClariCodec
 from claricodec.audio import load_audio
 from claricodec.codec import Codec, CodecConfig
 from claricodec.train.losses import MultiScaleMelLoss
+from conftest import CORPUS
 
-CORPUS = Path(os.environ.get("CLARICODEC_CORPUS",
-                             Path(__file__).resolve().parents[2] / "shared" / "corpus"))
 
 
 def dev_clips(count: int = 6) -> list[np.ndarray]:
