@@ -58,10 +58,18 @@ def inputs(tmp_path_factory) -> Path:
     return folder
 
 
+def as_at_a_terminal() -> None:
+    """In the child: SIGINT as at an interactive terminal. A shell starts background jobs
+    with SIGINT ignored (and the tests may run as one, e.g. `bash .ci/run &`); an ignored
+    signal stays ignored across exec, and the batch would rightly run through Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def encode(src: Path, out: Path, env: dict, log: Path) -> subprocess.Popen:
     with open(log, "wb") as stderr:
         return subprocess.Popen(command() + ["encode", str(src), str(out)], env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                                preexec_fn=as_at_a_terminal)
 
 
 def finish(proc: subprocess.Popen, timeout: float = RUN_TIMEOUT) -> int:
