@@ -162,6 +162,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for codec and ASR")
     parser.add_argument("--weights", default=None, help="ClariCodec weights directory")
     parser.add_argument("--encoder", default=None, help="ClariCodec encoder (stage1, rl, file)")
+    parser.add_argument("--search", type=int, default=1,
+                        help="ClariCodec encodes with `encode --search N` (e.g. 8; 1: plain)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
     args = parser.parse_args()
@@ -191,7 +193,7 @@ def main() -> None:
     from claricodec.asr import ASRError
     from claricodec.weights import WeightsError
     try:
-        codec = ClariCodec(args.weights, args.encoder)
+        codec = ClariCodec(args.weights, args.encoder, search=args.search)
         if args.judge == "sphinx":
             from claricodec.sphinx_asr import SphinxASR
             asr = SphinxASR()
@@ -227,7 +229,8 @@ def main() -> None:
     judged = (f"{asr.name} (its default model and decoder)" if args.judge == "sphinx" else
               f"{asr.name} ({asr.compute_type}, beam {options.beam_size}, {window} window)")
     asr_note = (f"ASR {judged}; "
-                f"ClariCodec weights {codec.info.get('model_id')} ({codec.info.get('status')}); "
+                f"ClariCodec weights {codec.info.get('model_id')} ({codec.info.get('status')})"
+                f"{f', encode --search {args.search}' if args.search > 1 else ''}; "
                 f"{args.threads} CPU thread(s)")
     if args.json:
         print(json.dumps({"manifest": str(args.manifest), "asr": asr.config | {
