@@ -17,7 +17,6 @@ from claricodec.train.losses import MultiScaleMelLoss
 from conftest import CORPUS
 
 
-
 def dev_clips(count: int = 6) -> list[np.ndarray]:
     manifest = CORPUS / "dev" / "manifest.jsonl"
     if not manifest.is_file():
