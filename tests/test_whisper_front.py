@@ -4,6 +4,7 @@ features training caches, training reads them from the cache, and the weights ro
 Runs the real Whisper tiny.en encoder (the [eval] extra); the head and decoder are tiny."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -40,6 +41,18 @@ def codes_from_features(codec: Codec, features: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         z = codec.quantizer.bound(codec.encoder.from_features(torch.from_numpy(features).T[None]))
         return codec.quantizer.to_index(codec.quantizer.argmax(z))[0].numpy()
+
+
+@contextlib.contextmanager
+def stale_front(split_dir):
+    """The split as a cache made before session 17 leaves it: no front.json (int8 states)."""
+    meta = split_dir / "front.json"
+    saved = meta.read_text()
+    meta.unlink()
+    try:
+        yield
+    finally:
+        meta.write_text(saved)
 
 
 def test_encoding_a_file_reads_the_features_that_training_caches(speech):
@@ -116,27 +129,17 @@ def test_cli_trains_a_whisper_front_run_and_keeps_its_front(prepared, tmp_path):
               "--out", str(tmp_path / "w")]
     # A cache made before session 17 (no front.json) holds int8 states; encoding computes
     # float32 ones, so training on it or calibrating with it is refused, without a traceback.
-    meta = prepared / "train" / "front.json"
-    assert json.loads(meta.read_text()) == {"compute_type": "float32"}
-    saved = meta.read_text()
-    meta.unlink()
-    try:
+    assert json.loads((prepared / "train" / "front.json").read_text()) == {"compute_type": "float32"}
+    with stale_front(prepared / "train"):
         for args in (common + ["--until", "3"], export):
             result = runner.invoke(main, args)
             assert result.exit_code != 0 and "int8" in result.output and "prepare-front" in result.output
             assert "Traceback" not in result.output
-    finally:
-        meta.write_text(saved)
     # A stale dev split alone is refused by training too: its validation gates the warm-start.
-    dev_meta = prepared / "dev" / "front.json"
-    saved = dev_meta.read_text()
-    dev_meta.unlink()
-    try:
+    with stale_front(prepared / "dev"):
         result = runner.invoke(main, common + ["--until", "3"])
         assert result.exit_code != 0 and "dev" in result.output and "int8" in result.output
         assert "Traceback" not in result.output
-    finally:
-        dev_meta.write_text(saved)
     result = runner.invoke(main, export)
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "w" / "manifest.json").read_text())["codec_config"]["front"] == "whisper"
@@ -167,16 +170,11 @@ def test_a_frozen_encoder_pack_carries_its_latents_and_trains_the_decoder_alone(
     assert str(warm.name) in (out / "run.sh").read_text()  # run.sh starts from that warm-start
     assert (out / "train" / WHISPER_FILE).is_file() and not (out / "dev" / WHISPER_FILE).exists()
     assert not (out / "train" / "teacher-int8.npy").exists()
-    meta = prepared / "train" / "front.json"
-    saved = meta.read_text()
-    meta.unlink()  # int8 states, made before session 17: latents from them are refused
-    try:
+    with stale_front(prepared / "train"):  # int8 states: latents made from them are refused
         result = runner.invoke(main, ["train", "pack", str(tmp_path / "stale"), "--cache", str(prepared),
                                       "--no-wheels", "--frozen-encoder", str(warm)])
         assert result.exit_code != 0 and "int8" in result.output and "Traceback" not in result.output
         assert not (tmp_path / "stale").exists()  # no half-written pack
-    finally:
-        meta.write_text(saved)
 
     codec = Codec(saved_codec_config(None, warm))
     codec.load_state_dict(read_warmstart(warm)["codec"])
