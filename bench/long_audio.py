@@ -1,7 +1,7 @@
 """Hours-long input: peak memory, speed, and codes that do not depend on how input is fed.
 
     python3 bench/long_audio.py --minutes 10 60 > long.md
-    python3 bench/long_audio.py --minutes 5 --encode-options "--search 8"
+    python3 bench/long_audio.py --minutes 5 --encode-options="--search 8"
 
 For each length it builds a WAV of real dev speech (utterances repeated end to end), then
 runs the real command line under /usr/bin/time: `claricodec encode FILE`, the same audio
@@ -57,7 +57,8 @@ def main() -> None:
     parser.add_argument("--manifest", type=Path, default=DEV)
     parser.add_argument("--weights", default=None)
     parser.add_argument("--encode-options", default="", metavar="'--search 8'",
-                        help="extra options for both encode commands")
+                        help="extra options for both encode commands; write it with '=' "
+                             "(--encode-options=--search=8), or a value starting with '--' is taken for an option")
     args = parser.parse_args()
     from claricodec.bitstream import read_stream
 
