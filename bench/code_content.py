@@ -9,13 +9,16 @@ the 8 bits are the bottleneck, not the decoder.
 
     python3 bench/code_content.py weights/warmstart/stage1-whisper.safetensors
     python3 bench/code_content.py weights/warmstart/stage1-whisper.safetensors --audio tests/data/hello.wav
+    python3 bench/code_content.py weights/warmstart/stage1-whisper.safetensors --manifest /tmp/synth
 
-With --audio, the codes are the ones `claricodec encode` would write for that file.
+With --audio or --manifest (any corpus manifest.jsonl or its folder; CER per source), the
+codes are the ones `claricodec encode` would write for those files.
 """
 from __future__ import annotations
 
 import argparse
 import random
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -69,6 +72,23 @@ def read_file(codec: Codec, heads: SemanticHeads, path: Path) -> str:
     return greedy_ctc(heads.ctc(codec.quantizer.scaled(codec.quantizer.from_index(index)))[0])
 
 
+def read_manifest_files(codec: Codec, heads: SemanticHeads, manifest: Path) -> None:
+    """Print the read-out CER of a manifest's files, overall and per source."""
+    from claricodec.train.data import read_manifest
+    rows = [row for row in read_manifest(manifest) if row.get("text")]
+    pairs = defaultdict(lambda: ([], []))
+    for row in rows:
+        refs, hyps = pairs[row["source"]]
+        refs.append(row["text"])
+        hyps.append(read_file(codec, heads, Path(row["path"])).strip())
+    print(f"{len(rows)} utterances from {manifest}: character read-out of the codes "
+          "(greedy CTC, no language model)\n\n| source | utterances | CER % |\n|---|---:|---:|")
+    for source, (refs, hyps) in sorted(pairs.items()):
+        print(f"| {source} | {len(refs)} | {100 * cer(refs, hyps):.1f} |")
+    every = [sum((pair[k] for pair in pairs.values()), []) for k in (0, 1)]
+    print(f"| all | {len(rows)} | {100 * cer(*every):.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("warmstart", type=Path, help="a stage-1 warm-start (.safetensors)")
@@ -76,11 +96,16 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=96, help="utterances, evenly spread")
     parser.add_argument("--show", type=int, default=5, help="examples to print")
     parser.add_argument("--audio", type=Path, default=None, help="read out this file's codes instead")
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="read out the codes of every transcribed file in this manifest instead")
     args = parser.parse_args()
     torch.set_num_threads(2)
     codec, heads = load(args.warmstart)
     if args.audio:
         print(f"{args.audio}: {read_file(codec, heads, args.audio).strip()!r}")
+        return
+    if args.manifest:
+        read_manifest_files(codec, heads, args.manifest)
         return
     corpus = Corpus(args.cache, "front.npy" if codec.config.front == "whisper" else "teacher.npy")
     refs, hyps = read_out(codec, heads, corpus, validation_ids(len(corpus.index), args.count))
