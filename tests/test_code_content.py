@@ -33,3 +33,25 @@ def test_read_out_from_a_warmstart_matches_the_trainers_heads(cache, tmp_path): 
     # The same read-out from the trainer's own (fp32) heads: the file holds those heads.
     ref_hyps = bench.read_out(trainer.ema.eval(), trainer.heads.eval(), corpus, [0, 1, 2])[1]
     assert hyps == ref_hyps
+
+
+def test_manifest_read_out_reports_each_source_and_skips_untranscribed_files(tmp_path, capsys):
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from claricodec.codec import Codec
+    from claricodec.train.stage1 import SemanticHeads
+    bench = load_bench("code_content")
+    codec = Codec(CodecConfig(**TINY.to_dict())).eval()
+    heads = SemanticHeads(len(codec.mode.levels)).eval()
+    rows = [("a1", "voice-a", "HELLO"), ("a2", "voice-a", None), ("b1", "voice-b", "WORLD")]
+    rng = np.random.default_rng(0)
+    for name, source, text in rows:
+        sf.write(tmp_path / f"{name}.wav", 0.1 * rng.standard_normal(16000), 16000)
+    (tmp_path / "manifest.jsonl").write_text("".join(
+        json.dumps({"id": n, "path": f"{n}.wav", "source": s, "text": t}) + "\n" for n, s, t in rows))
+    bench.read_manifest_files(codec, heads, tmp_path)
+    table = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [(cells[0], cells[1]) for cells in table[1:]] == [("| voice-a", "1"), ("| voice-b", "1"), ("| all", "2")]
