@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--encoder", default=None, help="ClariCodec encoder (stage1, rl, file)")
     parser.add_argument("--search", type=int, default=1,
                         help="ClariCodec encodes with `encode --search N` (e.g. 8; 1: plain)")
+    parser.add_argument("--search-judge", choices=["states", "asr"], default="states",
+                        help="what picks the search's candidate: Whisper's transcript, or its encoder states")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
     args = parser.parse_args()
@@ -193,7 +195,7 @@ def main() -> None:
     from claricodec.asr import ASRError
     from claricodec.weights import WeightsError
     try:
-        codec = ClariCodec(args.weights, args.encoder, search=args.search)
+        codec = ClariCodec(args.weights, args.encoder, search=args.search, search_judge=args.search_judge)
         if args.judge == "sphinx":
             from claricodec.sphinx_asr import SphinxASR
             asr = SphinxASR()

@@ -28,16 +28,27 @@ class ClariCodec:
     """A loaded codec: one model, many files."""
 
     def __init__(self, weights: str | Path | None = None, encoder: str | Path | None = None,
-                 device: str = "cpu", search: int = 1, asr: str | Path | None = None):
+                 device: str = "cpu", search: int = 1, asr: str | Path | None = None,
+                 search_judge: str | None = None):
         """search > 1: encode-time search over that many code sequences per window, judged
-        by an ASR (`asr`: a faster-whisper model name or path; default Whisper tiny.en);
-        needs the [eval] extra. See search.py."""
+        (search_judge="states", the default) by how close Whisper's encoder states of each
+        decoded candidate are to the input's, or ("asr", the default when `asr` is given)
+        by an ASR's transcripts (`asr`: a faster-whisper model name or path; default
+        Whisper tiny.en; needs the [eval] extra). See search.py."""
+        search_judge = search_judge or ("asr" if asr else "states")
+        if search_judge not in ("asr", "states"):
+            raise ValueError(f"search_judge must be 'asr' or 'states', not {search_judge!r}")
+        if asr and search_judge == "states":
+            raise ValueError("asr only matters with search_judge='asr'")
         self.model, self.info = load_codec(weights, encoder, device)
         self.mode = self.model.mode
         self.model_id = bytes.fromhex(self.info["model_id"])
         self._decoders = {self.model_id: self.model}  # model id -> codec that decodes it
         self.search = None
-        if search > 1:
+        if search > 1 and search_judge == "states":
+            from .search import StatesSearch
+            self.search = StatesSearch(self.model, candidates=search)
+        elif search > 1:
             import torch
 
             from .asr import ASR

@@ -8,7 +8,8 @@ Whisper's transcript of the original audio of that window. Ties, silence and win
 ASR hears nothing in keep the argmax codes. This is analysis by synthesis: the encoder
 can afford N decodes and N + 1 transcriptions a window, the link cannot afford one more
 bit. The bit rate, the format and the decoder do not change, so any receiver decodes the
-result.
+result. StatesSearch judges the same candidates without a transcript: by how close
+Whisper's encoder states of each decoded candidate are to those of the original.
 
 Same input, same bytes: window k's samples come from a generator seeded with (seed, k),
 drawn on the CPU whatever the model's device.
@@ -57,6 +58,11 @@ class ASRSearch:
         samples = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
         return torch.cat([argmax, samples.view(probs.shape[:-1])])
 
+    def best(self, original: np.ndarray, decoded: np.ndarray) -> int:
+        """Index of the decoded candidate ([N, samples]) to keep for this original audio."""
+        reference, *hypotheses = self.asr.texts([original, *decoded], self.options)
+        return pick_closest(reference, hypotheses)
+
     @torch.inference_mode()
     def __call__(self, window_audio: np.ndarray, window_number: int, valid_samples: int
                  ) -> np.ndarray:
@@ -68,10 +74,34 @@ class ASRSearch:
             frames = -(-valid_samples // hop)
             decoded = self.codec.decoder(q.scaled(levels[:, :, :frames].to(self.codec.device)))
             decoded = decoded.float().cpu().numpy()[:, :valid_samples]
-            reference, *hypotheses = self.asr.texts([original, *decoded], self.options)
-            best = pick_closest(reference, hypotheses)
+            best = self.best(original, decoded)
             self.chosen_sample += best > 0
         else:
             best = 0
         chosen = levels[best:best + 1].to(self.codec.device)
         return q.to_index(chosen)[0].cpu().numpy().astype(np.int64)
+
+
+class StatesSearch(ASRSearch):
+    """The same candidates, judged without a transcript: keeps the one whose Whisper
+    encoder states (the front's model, 50 Hz, last layer) are closest to the original's,
+    mean cosine over frames; ties keep the argmax codes. No recogniser's words are
+    compared, so there is no one recogniser's vocabulary to fit (the transcript judge's
+    gain was mostly what Whisper tiny.en in particular hears: README, search section)."""
+
+    def __init__(self, codec: Codec, candidates: int = 8, seed: int = 0, states=None):
+        super().__init__(codec, None, candidates, seed)
+        self._states = states
+
+    def best(self, original: np.ndarray, decoded: np.ndarray) -> int:
+        from .whisper_front import WhisperStates, WHISPER_HOP
+        states = self._states or WhisperStates.shared()
+        step = 2 * WHISPER_HOP  # states_50hz takes whole 25 Hz frames
+        padded = np.zeros((len(decoded) + 1, -(-decoded.shape[1] // step) * step), np.float32)
+        padded[0, :len(original)] = original
+        padded[1:, :decoded.shape[1]] = decoded
+        frames = [states.states_50hz(row) for row in padded]
+        reference = frames[0] / np.linalg.norm(frames[0], axis=1, keepdims=True)
+        scores = [float(((f / np.linalg.norm(f, axis=1, keepdims=True)) * reference).sum(1).mean())
+                  for f in frames[1:]]
+        return int(np.argmax(scores))  # the first of equal scores: the argmax path

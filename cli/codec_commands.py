@@ -22,12 +22,13 @@ force_option = click.option("--force", is_flag=True,
                             help="Directory mode: redo outputs that already exist.")
 
 
-def load(weights, encoder, device, search=1, asr=None):
+def load(weights, encoder, device, search=1, asr=None, search_judge=None):
     from claricodec.api import ClariCodec
     from claricodec.asr import ASRError
     from claricodec.weights import WeightsError
     try:
-        codec = ClariCodec(weights, encoder, pick_device(device), search=search, asr=asr)
+        codec = ClariCodec(weights, encoder, pick_device(device), search=search, asr=asr,
+                            search_judge=search_judge)
     except (WeightsError, ASRError) as err:
         fail(str(err))
     if codec.info.get("status") != "trained":
@@ -81,14 +82,20 @@ def run_jobs(source: str, target: str, out_suffix: str, force: bool, work) -> No
 @click.option("--crc", is_flag=True, help="Add a CRC-8 after every second of frames (+8 bit/s).")
 @click.option("--raw", is_flag=True, help="Headerless payload only: the receiver must know mode and weights.")
 @click.option("--search", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
-              help="Try N code sequences per 10 s and keep the one Whisper understands best "
-                   "(slower encoding, same bit rate, any receiver decodes it; needs the [eval] extra).")
+              help="Try N code sequences per 10 s and keep the one judged closest to the input "
+                   "(--search-judge; slower encoding, same bit rate, any receiver decodes it).")
+@click.option("--search-judge", type=click.Choice(["states", "asr"]), default=None,
+              help="With --search: what picks the sequence. states (the default): how close "
+                   "Whisper's encoder states of each decoded candidate are to the input's; "
+                   "another family of recogniser hears its gain too. asr (the default with "
+                   "--asr): Whisper's transcript of each candidate against its transcript of "
+                   "the input; needs the [eval] extra.")
 @click.option("--asr", default=None, metavar="MODEL",
-              help="With --search: the judging ASR, a faster-whisper model name or path "
+              help="With --search-judge asr: the judging ASR, a faster-whisper model name or path "
                    "(default: Whisper tiny.en, installed offline).")
 @device_option
 @force_option
-def encode(source, target, weights, encoder, crc, raw, search, asr, device, force):
+def encode(source, target, weights, encoder, crc, raw, search, search_judge, asr, device, force):
     """Encode speech to a 200 bit/s .cc file.
 
     IN is any audio file soundfile can read (any rate, any channels), '-' for stdin, or a
@@ -99,7 +106,11 @@ def encode(source, target, weights, encoder, crc, raw, search, asr, device, forc
         fail("--crc and --raw exclude each other (a raw stream has no framing for CRCs)")
     if asr and search == 1:
         fail("--asr only matters with --search N (N > 1)")
-    codec = load(weights, encoder, device, search, asr)
+    if asr and search_judge == "states":
+        fail("--asr only matters with --search-judge asr (the states judge uses the encoder's Whisper)")
+    if search_judge and search == 1:
+        fail("--search-judge only matters with --search N (N > 1)")
+    codec = load(weights, encoder, device, search, asr, search_judge)
     from claricodec.audio import AudioError
     from claricodec.stream_io import open_audio, resampled_blocks
 
@@ -125,7 +136,8 @@ def encode(source, target, weights, encoder, crc, raw, search, asr, device, forc
 
     run_jobs(source, target, ".cc", force, work)
     if codec.search and codec.search.windows:
-        console.print(f"search: a policy draw beat the argmax codes in {codec.search.chosen_sample} "
+        judge = "states" if codec.search.asr is None else "asr"
+        console.print(f"search ({judge} judge): a policy draw beat the argmax codes in {codec.search.chosen_sample} "
                       f"of {codec.search.windows} windows (10 s each)")
 
 

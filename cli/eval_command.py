@@ -65,13 +65,15 @@ def print_table(summary: dict, name: str = "decoded") -> None:
 @click.option("--encoder", default=None,
               help="Encoder named in the weights manifest (stage1, rl) or a .safetensors file.")
 @click.option("--search", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
-              help="Encode as `claricodec encode --search N` does (judged by Whisper tiny.en, "
-                   "greedy, whatever --asr says).")
+              help="Encode as `claricodec encode --search N` does (the asr judge is Whisper "
+                   "tiny.en, greedy, whatever --asr says).")
+@click.option("--search-judge", type=click.Choice(["states", "asr"]), default="states", show_default=True,
+              help="With --search: as `claricodec encode --search-judge`.")
 @device_option
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
               help="CPU threads for the codec and for the ASR each.")
 def eval_command(source, limit, asr_model, beam_size, window, as_json, save_hyps, weights,
-                 encoder, search, device, threads):
+                 encoder, search, search_judge, device, threads):
     """Measure intelligibility: encode each utterance to a .cc file, decode it, transcribe
     original and decoded audio, and report WER/CER, bit rate and speed.
 
@@ -99,7 +101,7 @@ def eval_command(source, limit, asr_model, beam_size, window, as_json, save_hyps
     if not rows:
         fail(f"{source}: no utterances found")
     device = pick_device(device)
-    codec = load(weights, encoder, device, search)
+    codec = load(weights, encoder, device, search, search_judge=search_judge)
     try:
         asr = ASR(asr_model, device=device if _ct2_has_cuda(device) else "cpu", threads=threads)
     except ASRError as err:
@@ -123,7 +125,7 @@ def eval_command(source, limit, asr_model, beam_size, window, as_json, save_hyps
     console.print(f"weights {codec.info.get('model_id')} (status: {codec.info.get('status')}, "
                   f"encoder {codec.info.get('encoder_name')}); ASR {asr.name} beam {beam_size}, "
                   f"{'fitted' if options.window_seconds is None else f'{window:g} s'} window; "
-                  f"encode search {search}; bit/s includes the .cc header", soft_wrap=True)
+                  f"encode search {search}{f' ({search_judge} judge)' if search > 1 else ''}; bit/s includes the .cc header", soft_wrap=True)
     if save_hyps:
         try:
             write_hyps(results, save_hyps)
@@ -133,7 +135,7 @@ def eval_command(source, limit, asr_model, beam_size, window, as_json, save_hyps
     if as_json:
         report = {"source": str(source), "utterances": len(results), "skipped": skipped,
                   "weights": {k: codec.info.get(k) for k in ("model_id", "status", "encoder_name")},
-                  "encode_search": search,
+                  "encode_search": search, "search_judge": search_judge if search > 1 else None,
                   "asr": asr.config | {"beam_size": beam_size,
                                        "window_seconds": options.window_seconds},
                   "groups": summary}

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from claricodec.cli.main import main
 from claricodec.codec import CONTEXT, WINDOW, WindowedEncoder
-from claricodec.search import ASRSearch, pick_closest
+from claricodec.search import ASRSearch, StatesSearch, pick_closest
 
 DATA = Path(__file__).parent / "data"
 
@@ -127,13 +127,13 @@ def run(weights_env):
 def test_cli_search_with_the_real_asr_gives_a_same_size_file_that_decodes(run, tmp_path):
     plain, searched, wav = tmp_path / "plain.cc", tmp_path / "searched.cc", tmp_path / "out.wav"
     assert run("encode", DATA / "hello.wav", plain).exit_code == 0
-    result = run("encode", "--search", 3, DATA / "hello.wav", searched)
+    result = run("encode", "--search", 3, "--search-judge", "asr", DATA / "hello.wav", searched)
     assert result.exit_code == 0, result.output
-    assert "of 1 windows" in result.output  # the search reports what it did
+    assert "(asr judge)" in result.output and "of 1 windows" in result.output  # what it did
     assert len(searched.read_bytes()) == len(plain.read_bytes())
     assert searched.read_bytes()[:12] == plain.read_bytes()[:12]  # same header
     again = tmp_path / "again.cc"
-    assert run("encode", "--search", 3, DATA / "hello.wav", again).exit_code == 0
+    assert run("encode", "--search", 3, "--search-judge", "asr", DATA / "hello.wav", again).exit_code == 0
     assert again.read_bytes() == searched.read_bytes()  # same input, same bytes
     assert run("decode", searched, wav).exit_code == 0
     assert sf.info(io.BytesIO(wav.read_bytes())).frames == sf.info(DATA / "hello.wav").frames
@@ -149,3 +149,47 @@ def test_cli_search_errors_are_one_line_and_leave_no_file(run, tmp_path):
     result = run("encode", "--search", 0, DATA / "hello.wav", out)
     assert result.exit_code != 0
     assert not out.exists()
+
+
+class ScriptedStates:
+    """states_50hz() from a script: the original's states, then each candidate's, in call order."""
+
+    def __init__(self, frames):
+        self.frames, self.calls = list(frames), []
+
+    def states_50hz(self, audio):
+        self.calls.append(len(audio))
+        return self.frames.pop(0)
+
+
+def test_the_states_judge_keeps_the_candidate_closest_to_the_original(model, pcm):
+    window = window_of(pcm, model.mode.hop)
+    rng = np.random.default_rng(0)
+    original = rng.standard_normal((10, 384)).astype(np.float32)
+    far = [rng.standard_normal((10, 384)).astype(np.float32) for _ in range(3)]
+    near = original + 0.1 * rng.standard_normal((10, 384)).astype(np.float32)
+    judge = ScriptedStates([original, far[0], far[1], far[2], near])
+    search = StatesSearch(model, candidates=4, states=judge)
+    chosen = search(window, 0, len(pcm))
+    assert np.array_equal(chosen, model.quantizer.to_index(search.candidate_levels(window, 0)[3:4])[0].numpy())
+    assert search.chosen_sample == 1
+    # Original and candidates alike padded to whole 25 Hz frames for Whisper's states.
+    assert judge.calls == [-(-len(pcm) // 640) * 640] * 5
+    same = StatesSearch(model, candidates=3, states=ScriptedStates([original] * 4))
+    assert np.array_equal(same(window, 0, len(pcm)), model.encode_window(window))  # a tie keeps the argmax
+
+
+def test_cli_search_is_judged_by_states_by_default_deterministic_and_decodes(run, tmp_path):
+    first, again, wav = tmp_path / "a.cc", tmp_path / "b.cc", tmp_path / "out.wav"
+    result = run("encode", "--search", 3, DATA / "hello.wav", first)  # the default judge
+    assert result.exit_code == 0, result.output
+    assert "(states judge)" in result.output and "of 1 windows" in result.output
+    assert run("encode", "--search", 3, "--search-judge", "states", DATA / "hello.wav", again).exit_code == 0
+    assert again.read_bytes() == first.read_bytes()
+    assert run("decode", first, wav).exit_code == 0
+    for args, message in ([("--search-judge", "states"), "--search-judge only matters with --search"],
+                          [("--search", 2, "--search-judge", "states", "--asr", "tiny.en"),
+                           "--asr only matters with --search-judge asr"]):
+        out = tmp_path / "x.cc"
+        result = run("encode", *args, DATA / "hello.wav", out)
+        assert result.exit_code != 0 and message in result.output and not out.exists()
