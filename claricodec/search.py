@@ -94,14 +94,21 @@ class StatesSearch(ASRSearch):
         self._states = states
 
     def best(self, original: np.ndarray, decoded: np.ndarray) -> int:
-        from .whisper_front import WhisperStates, WHISPER_HOP
-        states = self._states or WhisperStates.shared()
-        step = 2 * WHISPER_HOP  # states_50hz takes whole 25 Hz frames
-        padded = np.zeros((len(decoded) + 1, -(-decoded.shape[1] // step) * step), np.float32)
-        padded[0, :len(original)] = original
-        padded[1:, :decoded.shape[1]] = decoded
-        frames = [states.states_50hz(row) for row in padded]
-        reference = frames[0] / np.linalg.norm(frames[0], axis=1, keepdims=True)
-        scores = [float(((f / np.linalg.norm(f, axis=1, keepdims=True)) * reference).sum(1).mean())
-                  for f in frames[1:]]
-        return int(np.argmax(scores))  # the first of equal scores: the argmax path
+        # The first of equal scores: the argmax path.
+        return int(np.argmax(states_similarity(original, decoded, self._states)))
+
+
+def states_similarity(original: np.ndarray, decoded: np.ndarray, states=None) -> np.ndarray:
+    """How close each decoded candidate ([N, samples]) sounds to the original, as Whisper's
+    encoder hears it: mean cosine over 50 Hz frames of the last layer's states (the front's
+    model, WhisperStates). Used by StatesSearch and by stage 2's "states" reward."""
+    from .whisper_front import WhisperStates, WHISPER_HOP
+    states = states or WhisperStates.shared()
+    step = 2 * WHISPER_HOP  # states_50hz takes whole 25 Hz frames
+    length = -(-max(len(original), decoded.shape[1]) // step) * step
+    padded = np.zeros((len(decoded) + 1, length), np.float32)
+    padded[0, :len(original)] = original
+    padded[1:, :decoded.shape[1]] = decoded
+    frames = [states.states_50hz(row) for row in padded]
+    unit = [f / np.linalg.norm(f, axis=1, keepdims=True) for f in frames]
+    return np.array([float((u * unit[0]).sum(1).mean()) for u in unit[1:]])

@@ -193,3 +193,13 @@ def test_cli_search_is_judged_by_states_by_default_deterministic_and_decodes(run
         out = tmp_path / "x.cc"
         result = run("encode", *args, DATA / "hello.wav", out)
         assert result.exit_code != 0 and message in result.output and not out.exists()
+
+
+def test_states_similarity_is_one_for_the_original_itself_and_lower_for_others():
+    from claricodec.search import states_similarity
+    from claricodec.whisper_front import WhisperStates
+    rng = np.random.default_rng(1)
+    original = 0.1 * rng.standard_normal(16000).astype(np.float32)
+    others = np.stack([original, 0.1 * rng.standard_normal(16000).astype(np.float32)])
+    scores = states_similarity(original, others, WhisperStates.shared(1))
+    assert abs(scores[0] - 1.0) < 1e-5 and scores[1] < scores[0]

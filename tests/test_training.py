@@ -367,6 +367,28 @@ def test_stage2_log_likelihood_reward(cache, tiny_weights, tmp_path):
     assert '"eval_error"' in (tmp_path / "run" / "train.log").read_text()
 
 
+def test_stage2_states_reward_scores_each_sample_against_the_original(cache, tiny_weights, tmp_path,
+                                                                       monkeypatch):
+    import claricodec.search
+    codec, _ = load_codec(tiny_weights, "stage1")
+    codec.quantizer.temperature.fill_(0.5)
+    cfg = Stage2Config(steps=1, group_size=4, utterances_per_step=1, eval_every=1, eval_count=2,
+                       reward="states", lr=1e-3)
+    seen = []
+
+    def similarity(original, decoded, states=None):
+        seen.append((len(original), decoded.shape))
+        return np.array([0.9, 0.7, 0.8, 0.6])
+
+    monkeypatch.setattr(claricodec.search, "states_similarity", similarity)
+    trainer = Stage2Trainer(codec, cfg, cache, tmp_path / "run", FakeASR(), None)
+    loss, stats = trainer.utterance_loss(0)
+    assert len(seen) == 1 and seen[0][1][0] == 4  # the original, and the group's 4 decodings
+    assert seen[0][0] == trainer.corpus.index[0]["length"]
+    assert abs(stats["reward"] - 0.75) < 1e-6 and stats["reward_std"] > 0
+    assert torch.isfinite(loss)
+
+
 def test_rl_encoder_ships_beside_stage1_and_keeps_model_id(tiny_weights, tmp_path):
     import shutil
     weights = tmp_path / "w"

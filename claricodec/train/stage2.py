@@ -5,7 +5,9 @@ The quantiser is the policy: per frame and dimension a categorical over the FSQ 
 group of G code sequences is sampled, decoded by the frozen decoder, transcribed, and
 rewarded with 1 - CER (or WER), clipped to [0, 1]; or, with reward "loglik", scored by the
 ASR's teacher-forced mean log-probability of the reference tokens, a dense reward that
-moves with every sampled frame where an error rate moves by whole words. Advantages are
+moves with every sampled frame where an error rate moves by whole words; or, with "states",
+by how close Whisper's encoder states of the decoded audio are to the original's (the
+encode-time search's default judge, search.states_similarity: no transcript). Advantages are
 the rewards normalised within the group. Loss per utterance:
 
     PPO-clipped policy gradient (per frame, GRPO style)
@@ -44,7 +46,7 @@ class Stage2Config:
     clip_eps: float = 0.2
     kl_weight: float = 0.05
     mel_weight: float = 1.0
-    reward: str = "cer"  # "cer" (smoother than "wer") or "loglik" (dense; see module docstring)
+    reward: str = "cer"  # "cer" (smoother than "wer"), "loglik" or "states" (dense; module docstring)
     max_seconds: float = 6.0
     eval_every: int = 50
     eval_count: int = 48  # fixed train subset for the argmax-path check
@@ -138,6 +140,9 @@ class Stage2Trainer:
         if cfg.reward == "loglik":
             rewards = torch.tensor(self.asr.reference_logprob(
                 list(decoded), [reference] * cfg.group_size, self.reward_options))
+        elif cfg.reward == "states":
+            from ..search import states_similarity
+            rewards = torch.tensor(states_similarity(self._audio(i), decoded), dtype=torch.float32)
         else:
             hyps = self.asr.texts(list(decoded), self.reward_options)
             rewards = torch.tensor([1.0 - self.error_rate(reference, h) for h in hyps])
