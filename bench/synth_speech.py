@@ -21,7 +21,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import soundfile as sf
@@ -55,7 +54,7 @@ def flite(voice: str):
 
 
 def festival_hts_slt(text: str, out: Path) -> list[str]:
-    return ["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", "-o", str(out), "TEXTFILE"]
+    return ["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", "-o", str(out)]  # text on stdin
 
 
 def espeak(variant: str):
@@ -92,17 +91,14 @@ def main() -> None:
         print(f"synth_speech.py: skipping {', '.join(missing)} (not installed)", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        textfile = Path(tmp) / "text.txt"
-        for voice, build in voices.items():
-            for n, text in enumerate(sentences, 1):
-                path = args.out / f"{voice}-{n:02d}.wav"
-                textfile.write_text(text + "\n")
-                command = [str(textfile) if a == "TEXTFILE" else a for a in build(text, path)]
-                subprocess.run(command, check=True, capture_output=True)
-                rows.append({"id": path.stem, "path": path.name, "source": voice, "speaker": voice,
-                             "text": words(text), "license": "synthetic (Harvard sentences, public domain)",
-                             "seconds": round(sf.info(path).duration, 3)})
+    for voice, build in voices.items():
+        for n, text in enumerate(sentences, 1):
+            path = args.out / f"{voice}-{n:02d}.wav"
+            # The text also goes to stdin, where festival reads it (flite and espeak-ng take it as an argument).
+            subprocess.run(build(text, path), input=text + "\n", text=True, check=True, capture_output=True)
+            rows.append({"id": path.stem, "path": path.name, "source": voice, "speaker": voice,
+                         "text": words(text), "license": "synthetic (Harvard sentences, public domain)",
+                         "seconds": round(sf.info(path).duration, 3)})
     with open(args.out / "manifest.jsonl", "w") as manifest:
         manifest.writelines(json.dumps(row) + "\n" for row in rows)
     print(f"{len(rows)} utterances, {len(voices)} voices, "
