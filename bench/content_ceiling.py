@@ -18,10 +18,18 @@ whole-utterance one (a bidirectional LSTM before it), to tell words lost in the 
 words a longer view could recover (about 17 CPU-minutes). With --bottleneck it reads only the
 teacher features squeezed through an 8-bit FSQ code trained for content alone: how many
 words 200 bit/s can carry at all (about 8 CPU-minutes).
+
+With --front (a Whisper-front codec, `claricodec train prepare-front` run) every row reads the
+states the codec's head reads (front.npy): the shipped codes, codes of other shapes trained
+for content alone from those states with the head's own shape (`--codes 8 16/2 12`: bits a
+code, and frames a code spans), and the states themselves; each code row also says how many
+bits a frame an entropy coder would need for it (code_entropy.py). About 10-13 CPU-minutes a
+row.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import time
 from pathlib import Path
@@ -39,8 +47,16 @@ from claricodec.textnorm import cer
 from claricodec.train.data import DEFAULT_CACHE, HOP
 from claricodec.train.stage1 import CHARS, Corpus, text_to_targets
 from claricodec.weights import load_codec
+from claricodec.whisper_front import WhisperFrontEncoder
 
 UNITS = 256
+
+
+def train_ids(train: Corpus, count: int) -> list[int]:
+    """The probe's train utterances: `count` with a transcript, up to 8 s, shuffled with a fixed seed."""
+    ids = [i for i, u in enumerate(train.index) if u.get("text") and u["length"] <= 8 * 16000]
+    random.Random(0).shuffle(ids)
+    return ids[:count]
 
 
 def teacher_frames(corpus: Corpus, i: int) -> torch.Tensor:
@@ -74,20 +90,42 @@ def codec_indices(codec, corpus: Corpus, i: int) -> torch.Tensor:
 
 
 class FSQBottleneck(nn.Module):
-    """Feature vectors [B, T, F] -> the codec's own 8-bit FSQ (4 dims x 4 levels, rounded,
-    straight-through) -> [B, T, dim]: an 8-bit code trained for content alone."""
+    """Feature vectors [B, T, F] -> an FSQ code of 4 levels a dimension (rounded,
+    straight-through) -> [B, T, dim]: a code trained for content alone. One code per
+    `frames_per_code` 25 Hz frames, of `bits` bits (default 8 per frame it spans: 200 bit/s).
+    `shipped_shape`: the encoder is the Whisper-front head's shape
+    (whisper_front.WhisperFrontEncoder), not the small probe encoder."""
 
-    def __init__(self, feature_dim: int, dim: int):
+    def __init__(self, feature_dim: int, dim: int, frames_per_code: int = 1, shipped_shape: bool = False,
+                 bits: int | None = None):
         super().__init__()
-        self.quantizer = FSQPolicy((4, 4, 4, 4))
-        self.encode = nn.Sequential(nn.Conv1d(feature_dim, dim, 1), blocks(dim, 2),
-                                    nn.Conv1d(dim, self.quantizer.dim, 1))
-        self.decode = nn.Conv1d(self.quantizer.dim, dim, 1)
+        self.frames_per_code = frames_per_code
+        self.quantizer = FSQPolicy((4,) * ((bits or 8 * frames_per_code) // 2))
+        if shipped_shape:
+            self.encode = WhisperFrontEncoder(latent_dim=self.quantizer.dim).head
+        else:
+            self.encode = nn.Sequential(nn.Conv1d(feature_dim, dim, 1), blocks(dim, 2),
+                                        nn.Conv1d(dim, self.quantizer.dim, 1))
+        self.decode = nn.Conv1d(self.quantizer.dim, dim * frames_per_code, 1)
+
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, F] -> bounded latent [B, D, T / k]."""
+        h = x.transpose(1, 2)
+        if self.frames_per_code > 1:  # one code per k frames: their mean in, k frames back out of each code
+            h = F.avg_pool1d(F.pad(h, (0, -x.shape[1] % self.frames_per_code)), self.frames_per_code)
+        return self.quantizer.bound(self.encode(h))
+
+    @torch.no_grad()
+    def levels(self, x: torch.Tensor) -> torch.Tensor:
+        """One utterance's features [T, F] -> its codes' level indices [T / k, D]."""
+        return self.quantizer.argmax(self.latent(x[None]))[0].T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.quantizer.bound(self.encode(x.transpose(1, 2)))
-        codes, _ = self.quantizer.quantize_ste(z)
-        return self.decode(codes).transpose(1, 2)
+        frames, k = x.shape[1], self.frames_per_code
+        codes, _ = self.quantizer.quantize_ste(self.latent(x))
+        out = self.decode(codes)  # [B, dim * k, T / k]
+        out = out.view(len(x), k, -1, out.shape[-1]).permute(0, 3, 1, 2).reshape(len(x), -1, out.shape[1] // k)
+        return out[:, :frames]
 
 
 class ReadOutHead(nn.Module):
@@ -96,10 +134,10 @@ class ReadOutHead(nn.Module):
     so every frame is read with the whole utterance around it."""
 
     def __init__(self, feature_dim: int | None, dim: int = 192, utterance_context: bool = False,
-                 bottleneck: bool = False):
+                 bottleneck: dict | None = None):
         super().__init__()
-        if bottleneck:
-            self.embed = FSQBottleneck(feature_dim, dim)
+        if bottleneck is not None:  # FSQBottleneck's options
+            self.embed = FSQBottleneck(feature_dim, dim, **bottleneck)
         else:
             self.embed = nn.Embedding(UNITS, dim) if feature_dim is None else nn.Linear(feature_dim, dim)
         self.context = nn.LSTM(dim, dim // 2, num_layers=2, batch_first=True,
@@ -123,8 +161,8 @@ def pad_batch(items: list[torch.Tensor]) -> torch.Tensor:
 
 
 def train_and_read(train_x, train_texts, dev_x, dev_texts, feature_dim, steps, batch,
-                   utterance_context: bool = False, bottleneck: bool = False) -> float:
-    """Train a fresh head with CTC, then its greedy read-out CER (%) on dev."""
+                   utterance_context: bool = False, bottleneck: dict | None = None) -> tuple[float, nn.Module]:
+    """Train a fresh head with CTC; its greedy read-out CER (%) on dev, and the head."""
     torch.manual_seed(0)
     head = ReadOutHead(feature_dim, utterance_context=utterance_context, bottleneck=bottleneck)
     opt = torch.optim.AdamW(head.parameters(), 1e-3)
@@ -144,7 +182,7 @@ def train_and_read(train_x, train_texts, dev_x, dev_texts, feature_dim, steps, b
     head.eval()
     with torch.no_grad():
         hyps = [greedy_ctc(head(x[None], torch.tensor([len(x)]))[0]) for x in dev_x]
-    return 100 * cer(dev_texts, hyps)
+    return 100 * cer(dev_texts, hyps), head
 
 
 def main() -> None:
@@ -159,6 +197,14 @@ def main() -> None:
     parser.add_argument("--context", action="store_true",
                         help="read the codes only, with the local head and with a whole-utterance "
                              "(BiLSTM) head: are words lost in the codes, or recoverable from context?")
+    parser.add_argument("--front", action="store_true",
+                        help="for a Whisper-front codec: its codes against codes trained for content "
+                             "alone from the very states its head reads (see --codes)")
+    parser.add_argument("--codes", nargs="+", default=["shipped", "8", "16/2", "states"],
+                        help="with --front: the rows. shipped: the weights' own codes. BITS[/FRAMES]: a code "
+                             "trained for content alone, BITS a code (2 a dimension), one code per "
+                             "FRAMES 25 Hz frames (default 1; 8 bits a frame is 200 bit/s); states: "
+                             "the states themselves")
     parser.add_argument("--bottleneck", action="store_true",
                         help="only the teacher features squeezed through an 8-bit FSQ code trained "
                              "for content alone (CTC), then the same head: the most words 8 bits "
@@ -168,9 +214,7 @@ def main() -> None:
     train, dev = Corpus(args.cache / "train"), Corpus(args.cache / "dev")
     if train.teacher is None or dev.teacher is None:
         raise SystemExit("content_ceiling.py: the caches have no teacher features (claricodec train prepare)")
-    ids = [i for i, u in enumerate(train.index) if u.get("text") and u["length"] <= 8 * 16000]
-    random.Random(0).shuffle(ids)
-    ids = ids[:args.utterances]
+    ids = train_ids(train, args.utterances)
     dev_ids = [i for i, u in enumerate(dev.index) if u.get("text")]
     train_texts = [train.index[i]["text"] for i in ids]
     dev_texts = [dev.index[i]["text"] for i in dev_ids]
@@ -179,13 +223,16 @@ def main() -> None:
     if args.context:
         read_codes_with_context(args, train, dev, ids, dev_ids, train_texts, dev_texts, start)
         return
+    if args.front:
+        read_front(args, ids, dev_ids, train_texts, dev_texts, start)
+        return
     teacher_train = [teacher_frames(train, i) for i in ids]
     teacher_dev = [teacher_frames(dev, i) for i in dev_ids]
     if args.bottleneck:
         print(f"{len(ids)} train utterances, {len(dev_ids)} dev; {args.steps} steps of {args.batch}; "
               f"greedy CTC read-out, no language model\n")
-        result = train_and_read(teacher_train, train_texts, teacher_dev, dev_texts, teacher_train[0].shape[1],
-                                args.steps, args.batch, bottleneck=True)
+        result, _ = train_and_read(teacher_train, train_texts, teacher_dev, dev_texts, teacher_train[0].shape[1],
+                                   args.steps, args.batch, bottleneck={})
         print(f"| Whisper tiny.en features -> 8-bit FSQ trained for content (CTC) alone | 8 bits | {result:.1f} |")
         print(f"\n{time.time() - start:.0f} s")
         return
@@ -208,8 +255,73 @@ def main() -> None:
             (f"ClariCodec codes ({info.get('model_id')})", "8 bits", codes_train, codes_dev, None),
             (f"Whisper tiny.en features, k-means {UNITS}", "8 bits", units_train, units_dev, None),
             ("Whisper tiny.en features", "384 floats", teacher_train, teacher_dev, every.shape[1])):
-        result = train_and_read(x_train, train_texts, x_dev, dev_texts, dim, args.steps, args.batch)
+        result, _ = train_and_read(x_train, train_texts, x_dev, dev_texts, dim, args.steps, args.batch)
         print(f"| {name} | {size} | {result:.1f} |", flush=True)
+    print(f"\n{time.time() - start:.0f} s")
+
+
+def front_frames(corpus: Corpus, i: int) -> torch.Tensor:
+    """One utterance's cached Whisper-front states [T, 384], as encoding a file computes them."""
+    return teacher_frames(corpus, i)
+
+
+def shipped_levels(codec, x: torch.Tensor) -> torch.Tensor:
+    """The Whisper-front codec's code levels [T, D] for one utterance's states [T, 384], as
+    training computes them (its head on the cached states)."""
+    with torch.no_grad():
+        q = codec.quantizer
+        return q.argmax(q.bound(codec.encoder.from_features(x.T[None])))[0].T
+
+
+def read_front(args, ids, dev_ids, train_texts, dev_texts, start) -> None:
+    """The Whisper-front codec's codes against content-only codes from the same states: the
+    read-out CER of each, and the bits a frame each would need with an entropy coder."""
+    from code_entropy import context_bits, unigram_bits
+    train, dev = Corpus(args.cache / "train", "front.npy"), Corpus(args.cache / "dev", "front.npy")
+    if train.teacher is None or dev.teacher is None:
+        raise SystemExit("content_ceiling.py: the caches have no front states (claricodec train prepare-front)")
+    codec, info = load_codec(args.weights)
+    codec.eval()
+    if not getattr(codec.encoder, "reads_features", False):
+        raise SystemExit("content_ceiling.py --front: these weights are not a Whisper-front codec")
+    front_train = [front_frames(train, i) for i in ids]
+    front_dev = [front_frames(dev, i) for i in dev_ids]
+    levels = tuple(codec.mode.levels)
+    dim = front_train[0].shape[1]
+    print(f"{len(ids)} train utterances, {len(dev_ids)} dev; Whisper-front states (front.npy); heads "
+          f"trained {args.steps} steps of {args.batch}; greedy CTC read-out, no language model. "
+          f"Bits a 25 Hz frame: sent as they are; with a coder that knows each code's frequency; "
+          f"with one that predicts each code from the ones before it (code_entropy.py)\n")
+    print("| frames | code | dev CER % | bits a frame: sent | frequencies | context |\n"
+          "|---|---|---:|---:|---:|---:|")
+
+    def report(name, code, result, per_frame, k=1, level_sets=None, code_levels=()):
+        if level_sets is None:
+            print(f"| {name} | {code} | {result:.1f} | {per_frame} | | |", flush=True)
+            return
+        rates = [unigram_bits(*level_sets, code_levels) / k, context_bits(*level_sets, code_levels) / k]
+        print(f"| {name} | {code} | {result:.1f} | {per_frame:g} | {rates[0]:.2f} | {rates[1]:.2f} |", flush=True)
+
+    for spec in args.codes:
+        if spec == "shipped":
+            shipped = [[shipped_levels(codec, x) for x in xs] for xs in (front_train, front_dev)]
+            radix = torch.tensor([math.prod(levels[d + 1:]) for d in range(len(levels))])
+            result, _ = train_and_read([(c * radix).sum(1) for c in shipped[0]], train_texts,
+                                       [(c * radix).sum(1) for c in shipped[1]], dev_texts, None, args.steps, args.batch)
+            report(f"ClariCodec codes ({info.get('model_id')}), the shipped head", "25 Hz x 8 bits", result,
+                   math.log2(math.prod(levels)), 1, shipped, levels)
+            continue
+        if spec == "states":
+            result, _ = train_and_read(front_train, train_texts, front_dev, dev_texts, dim, args.steps, args.batch)
+            report("the states themselves", "25 Hz x 384 floats", result, "-")
+            continue
+        bits, _, frames = spec.partition("/")
+        bits, k = int(bits), int(frames or 1)
+        result, head = train_and_read(front_train, train_texts, front_dev, dev_texts, dim, args.steps, args.batch,
+                                      bottleneck={"frames_per_code": k, "shipped_shape": True, "bits": bits})
+        level_sets = [[head.embed.levels(x) for x in xs] for xs in (front_train, front_dev)]
+        report("states -> the shipped head's shape -> FSQ, trained for content (CTC) alone",
+               f"{25 / k:g} Hz x {bits} bits", result, bits / k, k, level_sets, head.embed.quantizer.levels)
     print(f"\n{time.time() - start:.0f} s")
 
 
@@ -223,8 +335,8 @@ def read_codes_with_context(args, train, dev, ids, dev_ids, train_texts, dev_tex
     print("| reader | context | dev CER % |\n|---|---|---:|")
     for name, context, utterance in (("conv (the stage-1 head's shape)", "~0.7 s", False),
                                      ("2-layer BiLSTM + the same conv", "whole utterance", True)):
-        result = train_and_read(codes_train, train_texts, codes_dev, dev_texts, None, args.steps,
-                                args.batch, utterance_context=utterance)
+        result, _ = train_and_read(codes_train, train_texts, codes_dev, dev_texts, None, args.steps,
+                                   args.batch, utterance_context=utterance)
         print(f"| {name} | {context} | {result:.1f} |", flush=True)
     print(f"\n{time.time() - start:.0f} s")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,10 @@ def weights_factory():
 
 
 def load_bench(name: str):
-    """A bench/ script (not a package) imported as a module, for testing its functions."""
+    """A bench/ script (not a package) imported as a module, for testing its functions.
+    bench/ goes on sys.path, as it is when a script runs, for the scripts' imports of each other."""
+    if str(BENCH) not in sys.path:
+        sys.path.append(str(BENCH))
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
