@@ -55,14 +55,17 @@ def pad_codes(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return codes, mask
 
 
+def flat_index(k: torch.Tensor, levels: tuple[int, ...]) -> torch.Tensor:
+    """Level indices [T, D] -> one code number a frame [T] (the first dimension most significant)."""
+    return (k * torch.tensor([math.prod(levels[d + 1:]) for d in range(len(levels))])).sum(1)
+
+
 def unigram_bits(train: list[torch.Tensor], dev: list[torch.Tensor], levels: tuple[int, ...]) -> float:
     """Bits a frame with each code's frequency on train (add-one), no context: the entropy
     a coder of single frames would reach."""
-    radix = torch.tensor([math.prod(levels[d + 1:]) for d in range(len(levels))])
-    size = math.prod(levels)
-    counts = torch.bincount(torch.cat([(x * radix).sum(1) for x in train]), minlength=size).double() + 1
-    log_p = (counts / counts.sum()).log2()
-    return float(-log_p[torch.cat([(x * radix).sum(1) for x in dev])].mean())
+    counts = torch.bincount(torch.cat([flat_index(x, levels) for x in train]), minlength=math.prod(levels))
+    log_p = ((counts.double() + 1) / (counts.sum() + len(counts))).log2()
+    return float(-log_p[torch.cat([flat_index(x, levels) for x in dev])].mean())
 
 
 def bigram_bits(train: list[torch.Tensor], dev: list[torch.Tensor], levels: tuple[int, ...],
@@ -70,20 +73,23 @@ def bigram_bits(train: list[torch.Tensor], dev: list[torch.Tensor], levels: tupl
     """Bits a frame with a table of each code's frequency after the one before it (train
     counts, smoothed toward the frequencies alone with `prior` pseudo-counts): a model small
     and exact enough (integer counts) for a coder to run the same on every machine."""
-    radix = torch.tensor([math.prod(levels[d + 1:]) for d in range(len(levels))])
     size = math.prod(levels)
-    pairs = torch.zeros(size + 1, size, dtype=torch.float64)  # row `size`: a sequence's start
-    follows = [(torch.cat([torch.tensor([size]), (x * radix).sum(1)[:-1]]), (x * radix).sum(1)) for x in train]
-    for before, code in follows:
+
+    def follows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (code before, code) pairs
+        index = flat_index(x, levels)
+        return torch.cat([torch.tensor([size]), index[:-1]]), index  # `size`: a sequence's start
+
+    pairs = torch.zeros(size + 1, size, dtype=torch.float64)
+    for x in train:
+        before, code = follows(x)
         pairs.index_put_((before, code), torch.ones(len(code), dtype=torch.float64), accumulate=True)
     single = pairs.sum(0) + 1
     p = (pairs + prior * single / single.sum()) / (pairs.sum(1, keepdim=True) + prior)
     total = frames = 0
     for x in dev:
-        index = (x * radix).sum(1)
-        before = torch.cat([torch.tensor([size]), index[:-1]])
-        total += float(-p[before, index].log2().sum())
-        frames += len(index)
+        before, code = follows(x)
+        total += float(-p[before, code].log2().sum())
+        frames += len(code)
     return total / frames
 
 

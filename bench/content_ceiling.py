@@ -276,7 +276,7 @@ def shipped_levels(codec, x: torch.Tensor) -> torch.Tensor:
 def read_front(args, ids, dev_ids, train_texts, dev_texts, start) -> None:
     """The Whisper-front codec's codes against content-only codes from the same states: the
     read-out CER of each, and the bits a frame each would need with an entropy coder."""
-    from code_entropy import context_bits, unigram_bits
+    from code_entropy import context_bits, flat_index, unigram_bits
     train, dev = Corpus(args.cache / "train", "front.npy"), Corpus(args.cache / "dev", "front.npy")
     if train.teacher is None or dev.teacher is None:
         raise SystemExit("content_ceiling.py: the caches have no front states (claricodec train prepare-front)")
@@ -305,9 +305,8 @@ def read_front(args, ids, dev_ids, train_texts, dev_texts, start) -> None:
     for spec in args.codes:
         if spec == "shipped":
             shipped = [[shipped_levels(codec, x) for x in xs] for xs in (front_train, front_dev)]
-            radix = torch.tensor([math.prod(levels[d + 1:]) for d in range(len(levels))])
-            result, _ = train_and_read([(c * radix).sum(1) for c in shipped[0]], train_texts,
-                                       [(c * radix).sum(1) for c in shipped[1]], dev_texts, None, args.steps, args.batch)
+            result, _ = train_and_read([flat_index(c, levels) for c in shipped[0]], train_texts,
+                                       [flat_index(c, levels) for c in shipped[1]], dev_texts, None, args.steps, args.batch)
             report(f"ClariCodec codes ({info.get('model_id')}), the shipped head", "25 Hz x 8 bits", result,
                    math.log2(math.prod(levels)), 1, shipped, levels)
             continue
