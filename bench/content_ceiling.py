@@ -23,8 +23,8 @@ With --front (a Whisper-front codec, `claricodec train prepare-front` run) every
 states the codec's head reads (front.npy): the shipped codes, codes of other shapes trained
 for content alone from those states with the head's own shape (`--codes 8 16/2 12`: bits a
 code, and frames a code spans), and the states themselves; each code row also says how many
-bits a frame an entropy coder would need for it (code_entropy.py). About 10-13 CPU-minutes a
-row.
+bits a frame an entropy coder would need for it (code_entropy.py). About 15-20 minutes a row
+on 2 threads.
 """
 from __future__ import annotations
 
