@@ -120,7 +120,7 @@ def context_bits(train: list[torch.Tensor], dev: list[torch.Tensor], levels: tup
 def main() -> None:
     from pathlib import Path
 
-    from content_ceiling import front_frames, train_ids, shipped_levels
+    from content_ceiling import shipped_levels, teacher_frames, train_ids
     from claricodec.train.data import DEFAULT_CACHE
     from claricodec.train.stage1 import Corpus
     from claricodec.weights import load_codec
@@ -138,8 +138,8 @@ def main() -> None:
     codec.eval()
     ids, dev_ids = train_ids(train, args.utterances), range(len(dev.index))
     levels = tuple(codec.mode.levels)
-    codes_train = [shipped_levels(codec, front_frames(train, i)) for i in ids]
-    codes_dev = [shipped_levels(codec, front_frames(dev, i)) for i in dev_ids]
+    codes_train = [shipped_levels(codec, teacher_frames(train, i)) for i in ids]
+    codes_dev = [shipped_levels(codec, teacher_frames(dev, i)) for i in dev_ids]
     print(f"codes of {info.get('model_id')}, {len(ids)} train utterances, {len(dev_ids)} dev: "
           f"{math.log2(math.prod(levels)):.0f} bits a frame sent; dev, with each code's frequency: "
           f"{unigram_bits(codes_train, codes_dev, levels):.2f} bits; with a table of what follows each "

@@ -45,7 +45,7 @@ from claricodec.layers import blocks
 from claricodec.quantizer import FSQPolicy
 from claricodec.textnorm import cer
 from claricodec.train.data import DEFAULT_CACHE, HOP
-from claricodec.train.stage1 import CHARS, Corpus, text_to_targets
+from claricodec.train.stage1 import CHARS, Corpus, encoder_latent, text_to_targets
 from claricodec.weights import load_codec
 from claricodec.whisper_front import WhisperFrontEncoder
 
@@ -60,6 +60,8 @@ def train_ids(train: Corpus, count: int) -> list[int]:
 
 
 def teacher_frames(corpus: Corpus, i: int) -> torch.Tensor:
+    """One utterance's cached frames [T, D] from the corpus's teacher file: the teacher
+    features, or the Whisper-front states (front.npy) as encoding a file computes them."""
     utt = corpus.index[i]
     first = utt["offset"] // HOP
     return torch.from_numpy(np.asarray(corpus.teacher[first:first + utt["length"] // HOP],
@@ -260,17 +262,12 @@ def main() -> None:
     print(f"\n{time.time() - start:.0f} s")
 
 
-def front_frames(corpus: Corpus, i: int) -> torch.Tensor:
-    """One utterance's cached Whisper-front states [T, 384], as encoding a file computes them."""
-    return teacher_frames(corpus, i)
-
-
 def shipped_levels(codec, x: torch.Tensor) -> torch.Tensor:
     """The Whisper-front codec's code levels [T, D] for one utterance's states [T, 384], as
     training computes them (its head on the cached states)."""
     with torch.no_grad():
         q = codec.quantizer
-        return q.argmax(q.bound(codec.encoder.from_features(x.T[None])))[0].T
+        return q.argmax(q.bound(encoder_latent(codec, None, x[None])))[0].T
 
 
 def read_front(args, ids, dev_ids, train_texts, dev_texts, start) -> None:
@@ -284,8 +281,8 @@ def read_front(args, ids, dev_ids, train_texts, dev_texts, start) -> None:
     codec.eval()
     if not getattr(codec.encoder, "reads_features", False):
         raise SystemExit("content_ceiling.py --front: these weights are not a Whisper-front codec")
-    front_train = [front_frames(train, i) for i in ids]
-    front_dev = [front_frames(dev, i) for i in dev_ids]
+    front_train = [teacher_frames(train, i) for i in ids]
+    front_dev = [teacher_frames(dev, i) for i in dev_ids]
     levels = tuple(codec.mode.levels)
     dim = front_train[0].shape[1]
     print(f"{len(ids)} train utterances, {len(dev_ids)} dev; Whisper-front states (front.npy); heads "
