@@ -84,17 +84,32 @@ class Codec(nn.Module):
         return -(-num_samples // self.mode.hop)
 
     @torch.inference_mode()
-    def window_latent(self, window_audio: np.ndarray) -> torch.Tensor:
+    def window_latent(self, window_audio: np.ndarray, span: tuple[int, int] | None = None
+                      ) -> torch.Tensor:
         """One analysis window, (CONTEXT + WINDOW + CONTEXT) * hop samples -> the bounded
-        latent z [1, D, WINDOW] of its WINDOW centre frames."""
+        latent z [1, D, WINDOW] of its WINDOW centre frames.
+
+        `span`: the frames (first, end) of the window that hold the signal, the rest being
+        the zeros before its start or after its end. A Whisper-front head reads only those
+        frames' states: training gives it an utterance's own frames (its convolutions pad
+        them with zeros), never Whisper's states of the silence around them, which moved
+        ~8 % of a short file's codes, all near its ends. Frames outside the span get z = 0."""
         x = torch.from_numpy(np.ascontiguousarray(window_audio, dtype=np.float32))
-        z = self.quantizer.bound(self.encoder(x.unsqueeze(0).to(self.device)))
+        x = x.unsqueeze(0).to(self.device)
+        if span is None or not getattr(self.encoder, "reads_features", False):
+            z = self.quantizer.bound(self.encoder(x))
+        else:
+            first, end = span
+            features = self.encoder.features(x)
+            z = features.new_zeros(1, len(self.mode.levels), features.shape[-1])
+            z[:, :, first:end] = self.quantizer.bound(self.encoder.from_features(features[:, :, first:end]))
         return z[:, :, CONTEXT:CONTEXT + WINDOW]
 
-    def encode_window(self, window_audio: np.ndarray) -> np.ndarray:
+    def encode_window(self, window_audio: np.ndarray, span: tuple[int, int] | None = None
+                      ) -> np.ndarray:
         """One analysis window -> WINDOW indices (the argmax path)."""
-        index = self.quantizer.to_index(self.quantizer.argmax(self.window_latent(window_audio)))[0]
-        return index.cpu().numpy().astype(np.int64)
+        z = self.window_latent(window_audio, span)
+        return self.quantizer.to_index(self.quantizer.argmax(z))[0].cpu().numpy().astype(np.int64)
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
         """Whole 16 kHz mono float32 signal -> frame indices (see WindowedEncoder)."""
@@ -181,9 +196,10 @@ class WindowedEncoder:
     the concatenated input, because the windows are cut the same way.
 
     `choose`, if given, picks each window's codes instead of the argmax path (an
-    encode-time search, see search.py): choose(window_audio, window_number, valid_samples)
-    -> WINDOW indices, where valid_samples counts the real (not zero-padded) samples of
-    the window's centre.
+    encode-time search, see search.py): choose(window_audio, window_number, valid_samples,
+    span) -> WINDOW indices, where valid_samples counts the real (not zero-padded) samples
+    of the window's centre and span is the frames (first, end) of the whole window that
+    hold the signal (see Codec.window_latent).
     """
 
     def __init__(self, codec: Codec, choose=None):
@@ -204,16 +220,20 @@ class WindowedEncoder:
         self.buffer = np.concatenate([self.buffer, np.asarray(audio, dtype=np.float32)])
         out = []
         while len(self.buffer) >= self._window_samples():
-            out.append(self._encode_window(self.buffer[:self._window_samples()], WINDOW * self.hop))
+            window = self.buffer[:self._window_samples()]
+            out.append(self._encode_window(window, WINDOW * self.hop, len(window)))
             self.buffer = self.buffer[WINDOW * self.hop:]
             self.frames_done += WINDOW
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
-    def _encode_window(self, window: np.ndarray, valid_samples: int) -> np.ndarray:
+    def _encode_window(self, window: np.ndarray, valid_samples: int, signal_end: int) -> np.ndarray:
+        """`signal_end`: samples of the window up to the signal's end (all of it but in the
+        last window)."""
         number, self.windows_done = self.windows_done, self.windows_done + 1
+        span = (CONTEXT if number == 0 else 0, -(-signal_end // self.hop))
         if self.choose is None:
-            return self.codec.encode_window(window)
-        return self.choose(window, number, valid_samples)
+            return self.codec.encode_window(window, span)
+        return self.choose(window, number, valid_samples, span)
 
     def finish(self) -> np.ndarray:
         """Encode what is left (zero-padded); trims to ceil(total_samples / hop) frames."""
@@ -224,7 +244,7 @@ class WindowedEncoder:
             take = min(len(self.buffer), len(window))
             window[:take] = self.buffer[:take]
             valid = min(WINDOW * self.hop, self.total_samples - self.frames_done * self.hop)
-            codes = self._encode_window(window, valid)
+            codes = self._encode_window(window, valid, take)
             out.append(codes[:frames_total - self.frames_done])
             self.frames_done += len(out[-1])
             self.buffer = self.buffer[WINDOW * self.hop:]

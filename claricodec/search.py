@@ -44,11 +44,12 @@ class ASRSearch:
         self.windows = 0
 
     @torch.inference_mode()
-    def candidate_levels(self, window_audio: np.ndarray, window_number: int) -> torch.Tensor:
+    def candidate_levels(self, window_audio: np.ndarray, window_number: int,
+                         span: tuple[int, int] | None = None) -> torch.Tensor:
         """[N, D, WINDOW] level indices on the CPU: the argmax path first, then N - 1
         samples from the policy."""
         q = self.codec.quantizer
-        z = self.codec.window_latent(window_audio)
+        z = self.codec.window_latent(window_audio, span)
         argmax = q.argmax(z).cpu()
         if self.candidates == 1:
             return argmax
@@ -64,10 +65,10 @@ class ASRSearch:
         return pick_closest(reference, hypotheses)
 
     @torch.inference_mode()
-    def __call__(self, window_audio: np.ndarray, window_number: int, valid_samples: int
-                 ) -> np.ndarray:
+    def __call__(self, window_audio: np.ndarray, window_number: int, valid_samples: int,
+                 span: tuple[int, int] | None = None) -> np.ndarray:
         q, hop = self.codec.quantizer, self.codec.mode.hop
-        levels = self.candidate_levels(window_audio, window_number)
+        levels = self.candidate_levels(window_audio, window_number, span)
         self.windows += 1
         if len(levels) > 1 and valid_samples > 0:
             original = window_audio[CONTEXT * hop:CONTEXT * hop + valid_samples]

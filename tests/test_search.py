@@ -97,24 +97,29 @@ def test_samples_depend_on_seed_and_window_number_only(model, pcm):
                            ASRSearch(model, None, candidates=5, seed=1).candidate_levels(window, 7))
 
 
-def test_windowed_encoder_passes_window_numbers_and_real_sample_counts(model):
+def test_windowed_encoder_passes_window_numbers_real_sample_counts_and_signal_spans(model):
     hop = model.mode.hop
     seen = []
 
-    def choose(window, number, valid):
-        seen.append((number, valid))
-        return model.encode_window(window)
+    def choose(window, number, valid, span):
+        seen.append((number, valid, span))
+        return model.encode_window(window, span)
 
     audio = np.random.default_rng(0).standard_normal(WINDOW * hop * 2 + 1234).astype(np.float32) * 0.1
     whole = WindowedEncoder(model, choose)
     codes = np.concatenate([whole.push(audio), whole.finish()])
-    assert seen == [(0, WINDOW * hop), (1, WINDOW * hop), (2, 1234)]
+    # The signal starts CONTEXT frames into the first window and ends CONTEXT frames + 1234
+    # samples into the third (frame 27), so WINDOW frames further into the second.
+    tail = CONTEXT + -(-1234 // hop)
+    want = [(0, WINDOW * hop, (CONTEXT, 2 * CONTEXT + WINDOW)),
+            (1, WINDOW * hop, (0, WINDOW + tail)), (2, 1234, (0, tail))]
+    assert seen == want
     assert np.array_equal(codes, model.encode(audio))  # choose = argmax gives the plain codes
     seen.clear()
     pieces = WindowedEncoder(model, choose)  # any read size: same windows, same numbers
     parts = [pieces.push(audio[i:i + 7777]) for i in range(0, len(audio), 7777)]
     assert np.array_equal(np.concatenate([*parts, pieces.finish()]), codes)
-    assert seen == [(0, WINDOW * hop), (1, WINDOW * hop), (2, 1234)]
+    assert seen == want
 
 
 @pytest.fixture

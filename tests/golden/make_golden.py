@@ -12,7 +12,8 @@ With the Whisper front in float32 (since session 17) the bytes should not depend
 CPU; in int8 they did (AVX-512 VNNI vs AVX2 moved 15 % of the hello clip's codes). Should a
 kind of CPU still encode otherwise, `--variant NAME` writes hello.NAME.cc (and .crc.cc)
 for it; the test accepts any one variant exactly. Regenerate every variant on its kind of
-CPU when the weights change. hello.cc: an AMD EPYC with AVX2 and no AVX-512, session 17.
+CPU when the weights change (or the encoding, as in session 21: the head reads only the
+file's own frames). hello.cc: an AMD EPYC with AVX2 and no AVX-512, session 21.
 """
 import sys
 from pathlib import Path
