@@ -123,6 +123,31 @@ def test_training_reads_the_cached_front_features_and_exports_loadable_weights(c
     assert np.array_equal(loaded.encode(clip), trainer.codec.eval().encode(clip))
 
 
+def test_stage2_reads_the_states_encoding_computes(cache, tmp_path):  # noqa: F811
+    """GRPO's policy must be the one encoding follows: its latent of each utterance comes from
+    the cached front states (encoding's, up to fp16), not from Whisper run on the bare
+    utterance, whose states differ (until session 21 a third of the shipped head's codes
+    agreed)."""
+    import shutil
+    from claricodec.train.stage2 import Stage2Config, Stage2Trainer
+    shutil.copytree(cache, tmp_path / "c")
+    codec = front_codec()
+    make = lambda: Stage2Trainer(codec, Stage2Config(), tmp_path / "c", tmp_path / "run",  # noqa: E731
+                                 asr=None, reward_options=None)
+    with pytest.raises(FileNotFoundError, match="prepare-front"):
+        make()
+    build_front_cache(tmp_path / "c", threads=1)
+    trainer, q = make(), codec.quantizer
+    agree = []
+    for i in trainer.pool:
+        with torch.no_grad():
+            codes = q.to_index(q.argmax(q.bound(trainer._latent(codec.encoder, i))))[0].numpy()
+        encoded = codec.encode(trainer._audio(i))
+        assert len(codes) == len(encoded)
+        agree.append(np.mean(codes == encoded))
+    assert np.mean(agree) > 0.98, agree
+
+
 def test_cli_trains_a_whisper_front_run_and_keeps_its_front(prepared, tmp_path):  # noqa: F811
     runner = CliRunner()
     common = ["train", "stage1", "--cache", str(prepared), "--run-dir", str(tmp_path / "run"),

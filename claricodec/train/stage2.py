@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..codec import Codec
-from .data import DEFAULT_CACHE
+from .data import DEFAULT_CACHE, HOP, check_front_precision
 from .losses import MultiScaleMelLoss
 from .stage1 import Corpus
 
@@ -90,7 +90,16 @@ class Stage2Trainer:
         codec.decoder.eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(codec.encoder.parameters(), cfg.lr, weight_decay=0.0)
         self.mel_loss = MultiScaleMelLoss().to(self.device)
-        self.corpus = Corpus(train_dir)
+        # A Whisper-front encoder reads the cached states (front.npy), which equal what
+        # encoding computes. Run on the bare utterance, Whisper's states differ (no analysis
+        # window around it): until session 21 the policy trained on states whose codes were
+        # encoding's on only a third of the frames.
+        self.reads_features = getattr(codec.encoder, "reads_features", False)
+        if self.reads_features:
+            if not (Path(train_dir) / "front.npy").is_file():
+                raise FileNotFoundError(f"{train_dir} has no front.npy: run `claricodec train prepare-front`")
+            check_front_precision(Path(train_dir))
+        self.corpus = Corpus(train_dir, "front.npy" if self.reads_features else "teacher.npy")
         limit = int(cfg.max_seconds * 16000)
         self.pool = [i for i, u in enumerate(self.corpus.index) if u["length"] <= limit]
         self.rng = random.Random(cfg.seed)
@@ -105,6 +114,16 @@ class Stage2Trainer:
     def _audio(self, i: int) -> np.ndarray:
         utt = self.corpus.index[i]
         return self.corpus.audio[utt["offset"]:utt["offset"] + utt["length"]].astype(np.float32) / 32768
+
+    def _latent(self, encoder, i: int) -> torch.Tensor:
+        """The encoder's unbounded latent [1, D, T] of utterance i, as encoding computes it."""
+        if self.reads_features:
+            utt = self.corpus.index[i]
+            first = utt["offset"] // HOP
+            rows = self.corpus.teacher[first:first + -(-utt["length"] // HOP)]
+            features = torch.from_numpy(np.asarray(rows, dtype=np.float32).T.copy())[None]
+            return encoder.from_features(features.to(self.device))
+        return encoder(torch.from_numpy(self._audio(i))[None].to(self.device))
 
     def reference_text(self, i: int) -> str:
         """The transcript, or the ASR's transcript of the original where there is none."""
@@ -130,9 +149,9 @@ class Stage2Trainer:
     def utterance_loss(self, i: int) -> tuple[torch.Tensor, dict]:
         cfg, q = self.cfg, self.codec.quantizer
         audio = torch.from_numpy(self._audio(i))[None].to(self.device)
-        z = q.bound(self.codec.encoder(audio))  # [1, D, T]
+        z = q.bound(self._latent(self.codec.encoder, i))  # [1, D, T]
         with torch.no_grad():
-            z_ref = q.bound(self.reference(audio))
+            z_ref = q.bound(self._latent(self.reference, i))
             zg = z.detach().expand(cfg.group_size, -1, -1)
             k, old_logp = q.sample(zg)  # [G, D, T] levels, [G, T] log-probability per frame
             decoded = self.codec.decoder(q.scaled(k)).cpu().numpy()
@@ -168,8 +187,7 @@ class Stage2Trainer:
         """Corpus error rate of the argmax path on the fixed train subset."""
         q, clips, refs = self.codec.quantizer, [], []
         for i in self.eval_ids:
-            audio = torch.from_numpy(self._audio(i))[None].to(self.device)
-            k = q.argmax(q.bound(self.codec.encoder(audio)))
+            k = q.argmax(q.bound(self._latent(self.codec.encoder, i)))
             clips.append(self.codec.decoder(q.scaled(k))[0].cpu().numpy())
             refs.append(self.reference_text(i))
         hyps = self.asr.texts(clips, self.reward_options)
