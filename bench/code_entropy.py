@@ -133,7 +133,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    for split in ("train", "dev"):
+        if not (args.cache / split / "index.json").is_file():
+            raise SystemExit(f"code_entropy.py: no prepared {split} cache in {args.cache} (claricodec train prepare)")
     train, dev = Corpus(args.cache / "train", "front.npy"), Corpus(args.cache / "dev", "front.npy")
+    if train.teacher is None or dev.teacher is None:
+        raise SystemExit("code_entropy.py: the caches have no front states (claricodec train prepare-front)")
     codec, info = load_codec(args.weights)
     codec.eval()
     ids, dev_ids = train_ids(train, args.utterances), range(len(dev.index))
