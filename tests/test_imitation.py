@@ -152,6 +152,15 @@ def trainer(weights: Path, root: Path, run_dir: Path, **cfg) -> ImitationTrainer
     return ImitationTrainer(model, config, TargetSet(root / "targets"), run_dir, log=lambda *_: None)
 
 
+def test_a_whisper_front_encoder_is_refused(target_set, tmp_path):
+    """Its states change when a window is cropped, so imitation would train other states
+    than encoding computes (as stage 2 did until session 21)."""
+    root, _ = target_set
+    model = Codec(CodecConfig(**(TINY.to_dict() | {"front": "whisper", "front_depth": 1})))
+    with pytest.raises(TargetError, match="mel-front"):
+        ImitationTrainer(model, ImitationConfig(), TargetSet(root / "targets"), tmp_path / "a")
+
+
 def test_training_follows_the_target_and_resumes_exactly(target_set, tiny_weights, tmp_path):
     root, _ = target_set
     # An unscaled random encoder: the fixture's is saturated on purpose (varied codes for

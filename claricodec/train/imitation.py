@@ -237,6 +237,12 @@ class ImitationTrainer:
     def __init__(self, codec: Codec, cfg: ImitationConfig, targets: TargetSet, run_dir: Path, log=print):
         if cfg.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}")
+        if getattr(codec.encoder, "reads_features", False):
+            # Training crops each window to the encoder's reach (window_span), which leaves a
+            # mel-front latent as it was; Whisper's states depend on the whole analysis window.
+            raise TargetError("train imitate needs a mel-front encoder: a Whisper-front encoder's "
+                              "states depend on the whole analysis window, which its crops lose "
+                              "(use train stage2)")
         self.codec, self.cfg, self.targets, self.run_dir, self.log = codec, cfg, targets, run_dir, log
         self.device = codec.device
         self.reference = copy.deepcopy(codec.encoder).eval().requires_grad_(False)
