@@ -62,10 +62,7 @@ def train_ids(train: Corpus, count: int) -> list[int]:
 def teacher_frames(corpus: Corpus, i: int) -> torch.Tensor:
     """One utterance's cached frames [T, D] from the corpus's teacher file: the teacher
     features, or the Whisper-front states (front.npy) as encoding a file computes them."""
-    utt = corpus.index[i]
-    first = utt["offset"] // HOP
-    return torch.from_numpy(np.asarray(corpus.teacher[first:first + utt["length"] // HOP],
-                                       dtype=np.float32))
+    return torch.from_numpy(corpus.teacher_frames(i))
 
 
 def kmeans(frames: torch.Tensor, k: int, gen: torch.Generator, iterations: int = 20) -> torch.Tensor:

@@ -101,6 +101,12 @@ class Corpus:
         teacher = cache_dir / teacher_file
         self.teacher = np.load(teacher, mmap_mode="r") if teacher.exists() else None
 
+    def teacher_frames(self, i: int) -> np.ndarray:
+        """Utterance i's cached frames [T, D], float32, from the teacher file."""
+        utt = self.index[i]
+        first = utt["offset"] // HOP
+        return np.asarray(self.teacher[first:first + utt["length"] // HOP], dtype=np.float32)
+
     def batches(self, batch_seconds: float, max_seconds: float, rng: random.Random,
                 held_out: frozenset[str] = frozenset()):
         """Batches of utterance numbers for one epoch, without the ids in `held_out`."""

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..codec import Codec
-from .data import DEFAULT_CACHE, HOP, check_front_precision
+from .data import DEFAULT_CACHE, check_front_precision
 from .losses import MultiScaleMelLoss
 from .stage1 import Corpus
 
@@ -118,10 +118,7 @@ class Stage2Trainer:
     def _latent(self, encoder, i: int) -> torch.Tensor:
         """The encoder's unbounded latent [1, D, T] of utterance i, as encoding computes it."""
         if self.reads_features:
-            utt = self.corpus.index[i]
-            first = utt["offset"] // HOP
-            rows = self.corpus.teacher[first:first + -(-utt["length"] // HOP)]
-            features = torch.from_numpy(np.asarray(rows, dtype=np.float32).T.copy())[None]
+            features = torch.from_numpy(self.corpus.teacher_frames(i).T.copy())[None]
             return encoder.from_features(features.to(self.device))
         return encoder(torch.from_numpy(self._audio(i))[None].to(self.device))
 
