@@ -120,10 +120,8 @@ def context_bits(train: list[torch.Tensor], dev: list[torch.Tensor], levels: tup
 def main() -> None:
     from pathlib import Path
 
-    from content_ceiling import shipped_levels, teacher_frames, train_ids
+    from content_ceiling import front_codec_and_corpora, shipped_levels, teacher_frames, train_ids
     from claricodec.train.data import DEFAULT_CACHE
-    from claricodec.train.stage1 import Corpus
-    from claricodec.weights import load_codec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=None, help="ClariCodec weights directory")
@@ -133,14 +131,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for split in ("train", "dev"):
-        if not (args.cache / split / "index.json").is_file():
-            raise SystemExit(f"code_entropy.py: no prepared {split} cache in {args.cache} (claricodec train prepare)")
-    train, dev = Corpus(args.cache / "train", "front.npy"), Corpus(args.cache / "dev", "front.npy")
-    if train.teacher is None or dev.teacher is None:
-        raise SystemExit("code_entropy.py: the caches have no front states (claricodec train prepare-front)")
-    codec, info = load_codec(args.weights)
-    codec.eval()
+    codec, info, train, dev = front_codec_and_corpora(args.weights, args.cache, "code_entropy.py")
     ids, dev_ids = train_ids(train, args.utterances), range(len(dev.index))
     levels = tuple(codec.mode.levels)
     codes_train = [shipped_levels(codec, teacher_frames(train, i)) for i in ids]

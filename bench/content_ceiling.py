@@ -267,17 +267,26 @@ def shipped_levels(codec, x: torch.Tensor) -> torch.Tensor:
         return q.argmax(q.bound(encoder_latent(codec, None, x[None])))[0].T
 
 
+def front_codec_and_corpora(weights: Path | None, cache: Path, script: str):
+    """The Whisper-front codec of `weights` (eval mode), its info, and the train and dev
+    corpora of its cached states (front.npy); anything missing is a one-line exit."""
+    for split in ("train", "dev"):
+        if not (cache / split / "index.json").is_file():
+            raise SystemExit(f"{script}: no prepared {split} cache in {cache} (claricodec train prepare)")
+    train, dev = Corpus(cache / "train", "front.npy"), Corpus(cache / "dev", "front.npy")
+    if train.teacher is None or dev.teacher is None:
+        raise SystemExit(f"{script}: the caches have no front states (claricodec train prepare-front)")
+    codec, info = load_codec(weights)
+    if not getattr(codec.encoder, "reads_features", False):
+        raise SystemExit(f"{script}: these weights are not a Whisper-front codec")
+    return codec.eval(), info, train, dev
+
+
 def read_front(args, ids, dev_ids, train_texts, dev_texts, start) -> None:
     """The Whisper-front codec's codes against content-only codes from the same states: the
     read-out CER of each, and the bits a frame each would need with an entropy coder."""
     from code_entropy import context_bits, flat_index, unigram_bits
-    train, dev = Corpus(args.cache / "train", "front.npy"), Corpus(args.cache / "dev", "front.npy")
-    if train.teacher is None or dev.teacher is None:
-        raise SystemExit("content_ceiling.py: the caches have no front states (claricodec train prepare-front)")
-    codec, info = load_codec(args.weights)
-    codec.eval()
-    if not getattr(codec.encoder, "reads_features", False):
-        raise SystemExit("content_ceiling.py --front: these weights are not a Whisper-front codec")
+    codec, info, train, dev = front_codec_and_corpora(args.weights, args.cache, "content_ceiling.py --front")
     front_train = [teacher_frames(train, i) for i in ids]
     front_dev = [teacher_frames(dev, i) for i in dev_ids]
     levels = tuple(codec.mode.levels)
