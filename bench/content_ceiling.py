@@ -127,6 +127,26 @@ class FSQBottleneck(nn.Module):
         return out[:, :frames]
 
 
+class ShippedPlusCode(nn.Module):
+    """The shipped code's index (embedded) plus an extra FSQ code of `bits` bits made from the
+    same frame's states by a head of the shipped head's shape, trained for content (CTC)
+    alone with its reader: what extra bits beside the shipped 8 carry. Input [B, T, 1 + F]:
+    the shipped index (as a float) before the states."""
+
+    def __init__(self, feature_dim: int, dim: int, bits: int):
+        super().__init__()
+        self.index = nn.Embedding(UNITS, dim)
+        self.extra = FSQBottleneck(feature_dim, dim, shipped_shape=True, bits=bits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.index(x[..., 0].long()) + self.extra(x[..., 1:])
+
+    @torch.no_grad()
+    def levels(self, x: torch.Tensor) -> torch.Tensor:
+        """One utterance [T, 1 + F] -> the extra code's level indices [T, D]."""
+        return self.extra.levels(x[:, 1:])
+
+
 class ReadOutHead(nn.Module):
     """The stage-1 CTC head's shape (about 0.7 s of context), on unit indices (embedded) or
     on feature vectors. utterance_context=True puts a 2-layer bidirectional LSTM before it,
@@ -135,7 +155,9 @@ class ReadOutHead(nn.Module):
     def __init__(self, feature_dim: int | None, dim: int = 192, utterance_context: bool = False,
                  bottleneck: dict | None = None):
         super().__init__()
-        if bottleneck is not None:  # FSQBottleneck's options
+        if bottleneck is not None and "plus_bits" in bottleneck:
+            self.embed = ShippedPlusCode(feature_dim - 1, dim, bottleneck["plus_bits"])
+        elif bottleneck is not None:  # FSQBottleneck's options
             self.embed = FSQBottleneck(feature_dim, dim, **bottleneck)
         else:
             self.embed = nn.Embedding(UNITS, dim) if feature_dim is None else nn.Linear(feature_dim, dim)
@@ -203,7 +225,8 @@ def main() -> None:
                         help="with --front: the rows. shipped: the weights' own codes. BITS[/FRAMES]: a code "
                              "trained for content alone, BITS a code (2 a dimension), one code per "
                              "FRAMES 25 Hz frames (default 1; 8 bits a frame is 200 bit/s); states: "
-                             "the states themselves")
+                             "the states themselves; shipped+BITS: the shipped codes plus a code of BITS "
+                             "bits trained for content alone beside them")
     parser.add_argument("--bottleneck", action="store_true",
                         help="only the teacher features squeezed through an 8-bit FSQ code trained "
                              "for content alone (CTC), then the same head: the most words 8 bits "
@@ -285,7 +308,7 @@ def front_codec_and_corpora(weights: Path | None, cache: Path, script: str):
 def read_front(args, ids, dev_ids, train_texts, dev_texts, start) -> None:
     """The Whisper-front codec's codes against content-only codes from the same states: the
     read-out CER of each, and the bits a frame each would need with an entropy coder."""
-    from code_entropy import context_bits, flat_index, unigram_bits
+    from code_entropy import bigram_bits, context_bits, flat_index, unigram_bits
     codec, info, train, dev = front_codec_and_corpora(args.weights, args.cache, "content_ceiling.py --front")
     front_train = [teacher_frames(train, i) for i in ids]
     front_dev = [teacher_frames(dev, i) for i in dev_ids]
@@ -312,6 +335,21 @@ def read_front(args, ids, dev_ids, train_texts, dev_texts, start) -> None:
                                        [flat_index(c, levels) for c in shipped[1]], dev_texts, None, args.steps, args.batch)
             report(f"ClariCodec codes ({info.get('model_id')}), the shipped head", "25 Hz x 8 bits", result,
                    math.log2(math.prod(levels)), 1, shipped, levels)
+            continue
+        if spec.startswith("shipped+"):  # the shipped codes plus an extra content-only code
+            bits = int(spec.partition("+")[2])
+            shipped = [[shipped_levels(codec, x) for x in xs] for xs in (front_train, front_dev)]
+            paired = [[torch.cat([flat_index(c, levels)[:, None].float(), x], 1) for c, x in zip(cs, xs)]
+                      for cs, xs in zip(shipped, (front_train, front_dev))]
+            result, head = train_and_read(paired[0], train_texts, paired[1], dev_texts, dim + 1, args.steps,
+                                          args.batch, bottleneck={"plus_bits": bits})
+            both = [[torch.cat([c, head.embed.levels(x)], 1) for c, x in zip(cs, xs)]
+                    for cs, xs in zip(shipped, paired)]
+            both_levels = levels + head.embed.extra.quantizer.levels
+            report(f"the shipped codes + {bits} bits trained for content (CTC) alone", f"25 Hz x {8 + bits} bits",
+                   result, 8 + bits, 1, both, both_levels)
+            print(f"  with a table of which code follows which: {bigram_bits(*both, both_levels):.2f} bits a frame "
+                  f"(the shipped codes alone: {bigram_bits(*shipped, levels):.2f})", flush=True)
             continue
         if spec == "states":
             result, _ = train_and_read(front_train, train_texts, front_dev, dev_texts, dim, args.steps, args.batch)

@@ -21,6 +21,7 @@ from . import bitstream
 from .audio import AudioError, prepare
 from .bitstream import FormatError, Header
 from .codec import WindowedDecoder, WindowedEncoder
+from .modes import get_mode
 from .weights import load_codec, load_legacy_decoder
 
 
@@ -61,22 +62,23 @@ class ClariCodec:
     # --- encode --------------------------------------------------------------------------
 
     def encode_blocks(self, blocks: Iterable[np.ndarray], *, block_crc: bool = False,
-                      raw: bool = False, known_length: bool = True) -> Iterator[bytes]:
+                      raw: bool = False, known_length: bool = True, mode: int | None = None
+                      ) -> Iterator[bytes]:
         """16 kHz mono float32 blocks -> .cc bytes, in bounded memory.
 
         known_length=True buffers the codes (25 bytes a second) so the header can carry the
         exact sample count; False streams: the header says "unknown length" and frames
-        leave as soon as they are encoded.
+        leave as soon as they are encoded. `mode`: a mode with these weights' codes (1, the
+        default: a byte a frame; 2: entropy-coded, fewer bits, no CRC blocks).
         """
+        mode = self.check_mode(mode)
         encoder = WindowedEncoder(self.model, self.search)
         if raw or not known_length:
-            writer = None if raw else bitstream.StreamWriter(self._header(0, block_crc))
-            pending_header = writer.start() if writer else b""  # sent with the first frames
+            writer = bitstream.StreamWriter(self._header(0, block_crc, mode), raw=raw)
+            pending_header = writer.start()  # sent with the first frames
 
             def emit(indices: np.ndarray, last: bool = False) -> bytes:
                 nonlocal pending_header
-                if writer is None:
-                    return bitstream.write_raw(indices.tolist(), self.mode.id)
                 out = writer.push(indices) + (writer.finish() if last else b"")
                 if out or last:
                     out, pending_header = pending_header + out, b""
@@ -93,38 +95,44 @@ class ClariCodec:
         parts.append(encoder.finish())
         if encoder.total_samples == 0:
             raise AudioError("audio is empty")
-        header = self._header(encoder.total_samples, block_crc)
+        header = self._header(encoder.total_samples, block_crc, mode)
         yield bitstream.write_stream(header, np.concatenate(parts).tolist())
 
-    def _header(self, num_samples: int, block_crc: bool) -> Header:
-        return Header(mode=self.mode.id, model_id=self.model_id, num_samples=num_samples,
-                      block_crc=block_crc)
+    def check_mode(self, mode: int | None) -> int:
+        """A mode id these weights can write (default: theirs); ValueError otherwise."""
+        if mode is None:
+            return self.mode.id
+        if not get_mode(mode).same_codes(self.mode):
+            raise ValueError(f"mode {mode} does not carry these weights' codes (mode {self.mode.id})")
+        return mode
+
+    def _header(self, num_samples: int, block_crc: bool, mode: int | None = None) -> Header:
+        return Header(mode=self.mode.id if mode is None else mode, model_id=self.model_id,
+                      num_samples=num_samples, block_crc=block_crc)
 
     def encode(self, audio: np.ndarray, sample_rate: int, *, block_crc: bool = False,
-               raw: bool = False) -> bytes:
+               raw: bool = False, mode: int | None = None) -> bytes:
         pcm = prepare(audio, sample_rate, self.mode.sample_rate)
-        return b"".join(self.encode_blocks([pcm], block_crc=block_crc, raw=raw))
+        return b"".join(self.encode_blocks([pcm], block_crc=block_crc, raw=raw, mode=mode))
 
     # --- decode --------------------------------------------------------------------------
 
     def open_stream(self, source: BinaryIO, *, raw: bool = False,
-                    tolerate_crc_errors: bool = False) -> tuple[Header, Iterator]:
+                    tolerate_crc_errors: bool = False, mode: int | None = None
+                    ) -> tuple[Header, Iterator]:
         """Read a header (checking it was made for these weights); returns it and an
-        iterator of (indices, bad frame numbers) chunks."""
+        iterator of (indices, bad frame numbers) chunks. A raw payload has no header: its
+        mode is `mode` (default: these weights')."""
         if raw:
-            header = self._header(0, False)
-
-            def raw_chunks():
-                while chunk := source.read(250):
-                    yield bitstream.read_raw(chunk, self.mode.id), []
-            return header, raw_chunks()
+            reader = bitstream.StreamReader(source, raw_header=self._header(0, False, self.check_mode(mode)))
+            return reader.header, reader.chunks()
         reader = bitstream.StreamReader(source, tolerate_crc_errors=tolerate_crc_errors)
         header = reader.header
         model = self.decoder_for(header.model_id)
         if model is None:
             raise FormatError(f"made for other decoder weights (model id "
                               f"{header.model_id.hex()}, these weights are {self.model_id.hex()})")
-        if header.mode != model.mode.id:
+        if not get_mode(header.mode).same_codes(model.mode):
             raise FormatError(f"mode {header.mode} stream, but these weights are mode {model.mode.id}")
         return header, reader.chunks()
 
@@ -162,8 +170,8 @@ class ClariCodec:
         yield trim(decoder.finish())
 
     def decode(self, data: bytes, *, raw: bool = False, rate: int | None = None,
-               tolerate_crc_errors: bool = False) -> tuple[np.ndarray, int]:
-        header, chunks = self.open_stream(io.BytesIO(data), raw=raw,
+               tolerate_crc_errors: bool = False, mode: int | None = None) -> tuple[np.ndarray, int]:
+        header, chunks = self.open_stream(io.BytesIO(data), raw=raw, mode=mode,
                                           tolerate_crc_errors=tolerate_crc_errors)
         audio = np.concatenate(list(self.decode_blocks(header, chunks)))
         rate = rate or self.mode.sample_rate

@@ -12,7 +12,9 @@ Layout, all multi-byte fields big-endian, bits MSB first:
     samples      varint (LEB128) number of 16 kHz output samples; 0 = unknown (a stream)
     header crc   1 B   CRC-8 of all header bytes before it
     payload      frames of mode.bits_per_frame bits, packed MSB first
-                 (+ CRC-8 of each block's bytes after it, when flag bit 7 is set)
+                 (+ CRC-8 of each block's bytes after it, when flag bit 7 is set);
+                 in an entropy-coded mode (2): the frames arithmetic-coded with the
+                 mode's context table, then an end mark (entropy.py), no CRC blocks
 
 A headerless raw stream is the payload alone, without block CRCs; both ends agree the
 mode and the weights beforehand.
@@ -26,6 +28,7 @@ from typing import BinaryIO, Iterator
 
 from bitstring import Array, Bits
 
+from .entropy import EntropyFormatError, FrameCoder, FrameDecoder, encode_frames, decode_frames, load_table
 from .modes import Mode, get_mode
 
 MAGIC = b"CC"
@@ -113,6 +116,8 @@ def decode_header(data: bytes) -> tuple[Header, int]:
         raise FormatError(str(err)) from None
     if flags & ~FLAG_BLOCK_CRC:
         raise FormatError(f"unknown header flags 0x{flags:02x}")
+    if flags & FLAG_BLOCK_CRC and get_mode(mode).entropy_coded:
+        raise FormatError(f"corrupt .cc header (mode {mode} has no CRC blocks)")
     pos, num_samples, shift = 8, 0, 0
     while True:
         if pos >= len(data):
@@ -178,9 +183,14 @@ class StreamWriter:
     so an encoder can stream to stdout with memory that does not grow.
     """
 
-    def __init__(self, header: Header):
+    def __init__(self, header: Header, raw: bool = False):
+        """raw: the payload alone, no header (and so no CRC blocks)."""
         self.header = header
+        self.raw = raw
         self.mode = get_mode(header.mode)
+        if header.block_crc and (raw or self.mode.entropy_coded):
+            raise ValueError("CRC blocks need a header and a fixed-rate mode (mode 1)")
+        self.coder = FrameCoder(load_table(self.mode.context_table)) if self.mode.entropy_coded else None
         bits = self.mode.bits_per_frame
         self.group = BLOCK_FRAMES if header.block_crc else 8 // gcd(bits, 8)
         if header.block_crc:
@@ -189,7 +199,7 @@ class StreamWriter:
         self.frames = 0
 
     def start(self) -> bytes:
-        return encode_header(self.header)
+        return b"" if self.raw else encode_header(self.header)
 
     def _emit(self, indices: list[int]) -> bytes:
         payload = pack_frames(indices, self.mode)
@@ -197,6 +207,10 @@ class StreamWriter:
         return payload + bytes([crc8(payload)]) if self.header.block_crc and payload else payload
 
     def push(self, indices) -> bytes:
+        if self.coder is not None:
+            indices = [int(i) for i in indices]
+            self.frames += len(indices)
+            return self.coder.push(indices)
         self.pending.extend(int(i) for i in indices)
         whole = len(self.pending) // self.group * self.group
         # With CRCs each block of BLOCK_FRAMES gets its own CRC; without, any whole bytes go.
@@ -206,7 +220,10 @@ class StreamWriter:
         return out
 
     def finish(self) -> bytes:
-        out = self._emit(self.pending) if self.pending else b""
+        if self.coder is not None:
+            out = self.coder.finish()
+        else:
+            out = self._emit(self.pending) if self.pending else b""
         self.pending = []
         expected = self.header.num_frames
         if expected is not None and expected != self.frames:
@@ -229,13 +246,18 @@ class StreamReader:
 
     CHUNK_FRAMES = 250
 
-    def __init__(self, source: BinaryIO, *, tolerate_crc_errors: bool = False):
+    def __init__(self, source: BinaryIO, *, tolerate_crc_errors: bool = False,
+                 raw_header: Header | None = None):
+        """raw_header: the source is a headerless payload, of the mode this header names."""
         self.source = source
         self.tolerate = tolerate_crc_errors
-        head = self._read_from_source(8 + MAX_VARINT_BYTES + 1)
-        self.header, used = decode_header(head)
+        if raw_header is not None:
+            self.header, self._pending = raw_header, b""
+        else:
+            head = self._read_from_source(8 + MAX_VARINT_BYTES + 1)
+            self.header, used = decode_header(head)
+            self._pending = head[used:]  # read ahead past the header: start of the payload
         self.mode = get_mode(self.header.mode)
-        self._pending = head[used:]  # read ahead past the header: start of the payload
         self.frames_read = 0
 
     def _read_from_source(self, count: int) -> bytes:
@@ -251,7 +273,43 @@ class StreamReader:
         take, self._pending = self._pending[:count], self._pending[count:]
         return take + self._read_from_source(count - len(take))
 
+    def _next_byte(self) -> int | None:
+        byte = self._read(1)
+        return byte[0] if byte else None
+
+    def _coded_chunks(self) -> Iterator[tuple[list[int], list[int]]]:
+        """An entropy-coded payload: frames until the end mark, CHUNK_FRAMES at a time."""
+        decoder = FrameDecoder(load_table(self.mode.context_table), self._next_byte)
+        expected = self.header.num_frames
+        chunk: list[int] = []
+        while True:
+            try:
+                index = decoder.next()
+            except EntropyFormatError:
+                raise FormatError(f"truncated .cc payload (no end mark after "
+                                  f"{self.frames_read + len(chunk)} frames)") from None
+            if index is None:
+                break
+            chunk.append(index)
+            if expected is not None and self.frames_read + len(chunk) > expected:
+                raise FormatError(f"corrupt .cc payload (no end mark after the header's {expected} frames)")
+            if len(chunk) == self.CHUNK_FRAMES:
+                self.frames_read += len(chunk)
+                yield chunk, []
+                chunk = []
+        got = self.frames_read + len(chunk)
+        if expected is not None and got != expected:
+            raise FormatError(f"corrupt .cc payload (it ends after {got} of {expected} frames)")
+        if decoder.real_bytes > decoder.coded_bytes or self._read(1):
+            raise FormatError("corrupt .cc payload (data after the end mark)")
+        self.frames_read = got
+        if chunk:
+            yield chunk, []
+
     def chunks(self) -> Iterator[tuple[list[int], list[int]]]:
+        if self.mode.entropy_coded:
+            yield from self._coded_chunks()
+            return
         bits, crc = self.mode.bits_per_frame, self.header.block_crc
         unit = BLOCK_FRAMES if crc else self.CHUNK_FRAMES
         expected = self.header.num_frames
@@ -297,8 +355,17 @@ def read_stream(data: bytes, *, tolerate_crc_errors: bool = False) -> Stream:
 
 def read_raw(data: bytes, mode_id: int) -> list[int]:
     """A headerless raw stream: the payload alone."""
-    return unpack_frames(data, get_mode(mode_id))
+    mode = get_mode(mode_id)
+    if mode.entropy_coded:
+        try:
+            return decode_frames(bytes(data), load_table(mode.context_table))
+        except EntropyFormatError as err:
+            raise FormatError(f"corrupt raw mode-{mode_id} payload ({err})") from None
+    return unpack_frames(data, mode)
 
 
 def write_raw(indices: list[int], mode_id: int) -> bytes:
-    return pack_frames(indices, get_mode(mode_id))
+    mode = get_mode(mode_id)
+    if mode.entropy_coded:
+        return encode_frames(indices, load_table(mode.context_table))
+    return pack_frames(indices, mode)

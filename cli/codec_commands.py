@@ -81,6 +81,11 @@ def run_jobs(source: str, target: str, out_suffix: str, force: bool, work) -> No
               help="Encoder named in the weights manifest (stage1, rl) or a .safetensors file.")
 @click.option("--crc", is_flag=True, help="Add a CRC-8 after every second of frames (+8 bit/s).")
 @click.option("--raw", is_flag=True, help="Headerless payload only: the receiver must know mode and weights.")
+@click.option("--mode", type=click.Choice(["1", "2"]), default="1", show_default=True,
+              help="1: one byte a frame, 200 bit/s, a bit error costs one frame (--crc finds "
+                   "them). 2: the same codes entropy-coded, ~165 bit/s on average (varies with "
+                   "the speech), the same audio out; a bit error garbles the rest of the file, "
+                   "so only for links that deliver bytes intact.")
 @click.option("--search", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
               help="Try N code sequences per 10 s and keep the one judged closest to the input "
                    "(--search-judge; slower encoding, same bit rate, any receiver decodes it).")
@@ -95,8 +100,8 @@ def run_jobs(source: str, target: str, out_suffix: str, force: bool, work) -> No
                    "(default: Whisper tiny.en, installed offline).")
 @device_option
 @force_option
-def encode(source, target, weights, encoder, crc, raw, search, search_judge, asr, device, force):
-    """Encode speech to a 200 bit/s .cc file.
+def encode(source, target, weights, encoder, crc, raw, mode, search, search_judge, asr, device, force):
+    """Encode speech to a 200 bit/s .cc file (--mode 2: ~165 bit/s, variable).
 
     IN is any audio file soundfile can read (any rate, any channels), '-' for stdin, or a
     directory (then OUT is a directory and the tree is mirrored with .cc files).
@@ -104,6 +109,8 @@ def encode(source, target, weights, encoder, crc, raw, search, search_judge, asr
     """
     if crc and raw:
         fail("--crc and --raw exclude each other (a raw stream has no framing for CRCs)")
+    if crc and mode != "1":
+        fail(f"--crc needs --mode 1 (mode {mode} has no CRC blocks)")
     if asr and search == 1:
         fail("--asr only matters with --search N (N > 1)")
     if asr and search_judge == "states":
@@ -125,7 +132,7 @@ def encode(source, target, weights, encoder, crc, raw, search, search_judge, asr
                 blocks = track_audio(blocks, reader.seconds, codec.mode.sample_rate, "encoding")
             # From a pipe the length is unknown until the end: stream with an
             # unknown-length header, so an endless input keeps producing frames.
-            pieces = codec.encode_blocks(blocks, block_crc=crc, raw=raw,
+            pieces = codec.encode_blocks(blocks, block_crc=crc, raw=raw, mode=int(mode),
                                          known_length=job.source != STDIO)
             with output_file(job.target) as out:
                 for piece in pieces:
@@ -147,7 +154,9 @@ def encode(source, target, weights, encoder, crc, raw, search, search_judge, asr
 @weights_option
 @click.option("--rate", type=click.IntRange(8000, 192000), default=None,
               help="Output sample rate (default 16000).")
-@click.option("--raw", is_flag=True, help="IN is a headerless payload (mode 1, these weights).")
+@click.option("--raw", is_flag=True, help="IN is a headerless payload (of --mode, these weights).")
+@click.option("--mode", type=click.Choice(["1", "2"]), default=None,
+              help="With --raw: the payload's mode (default 1); a .cc header names its own.")
 @click.option("--ignore-crc", is_flag=True,
               help="Decode through CRC failures, concealing the damaged seconds.")
 @click.option("--erasures", metavar="FRAMES", default=None,
@@ -155,12 +164,14 @@ def encode(source, target, weights, encoder, crc, raw, search, search_judge, asr
                    "(frame = 40 ms, counted from 0).")
 @device_option
 @force_option
-def decode(source, target, weights, rate, raw, ignore_crc, erasures, device, force):
+def decode(source, target, weights, rate, raw, mode, ignore_crc, erasures, device, force):
     """Decode a .cc file to a 16-bit WAV.
 
     IN is a .cc file (recognised by content), '-' for stdin, or a directory of them;
     OUT is a .wav file, '-' for stdout, or a directory (tree mirrored).
     """
+    if mode and not raw:
+        fail("--mode only matters with --raw (a .cc header names its mode)")
     codec = load(weights, None, device)
     from claricodec.bitstream import FormatError
     from claricodec.stream_io import WavWriter, resample_stream
@@ -172,7 +183,8 @@ def decode(source, target, weights, rate, raw, ignore_crc, erasures, device, for
         name = "stdin" if job.source == STDIO else job.source
         try:
             with open_input(job.source) as src:
-                header, chunks = codec.open_stream(src, raw=raw, tolerate_crc_errors=ignore_crc)
+                header, chunks = codec.open_stream(src, raw=raw, tolerate_crc_errors=ignore_crc,
+                                                   mode=int(mode) if mode else None)
                 length = round(header.num_samples * out_rate / sample_rate) or None
                 blocks = codec.decode_blocks(header, chunks, lost)
                 if single:
@@ -219,8 +231,12 @@ def info(source, weights):
     frames = len(stream.indices)
     seconds = (header.num_samples or frames * mode.hop) / mode.sample_rate
     click.echo(f"file:        {source}")
-    click.echo(f"format:      .cc version {header.version}, mode {mode.id} "
-               f"({mode.frame_rate:g} frames/s x {mode.bits_per_frame} bits = {mode.bit_rate:g} bit/s payload)")
+    if mode.entropy_coded:
+        click.echo(f"format:      .cc version {header.version}, mode {mode.id} ({mode.frame_rate:g} frames/s, "
+                   f"entropy-coded ({mode.context_table}): variable bit rate)")
+    else:
+        click.echo(f"format:      .cc version {header.version}, mode {mode.id} "
+                   f"({mode.frame_rate:g} frames/s x {mode.bits_per_frame} bits = {mode.bit_rate:g} bit/s payload)")
     click.echo(f"frames:      {frames}" + ("" if header.num_samples else " (length not in header: stream)"))
     click.echo(f"duration:    {seconds:.2f} s")
     click.echo(f"size:        {len(data)} bytes = {len(data) * 8 / seconds:.1f} bit/s including header"

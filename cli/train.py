@@ -548,6 +548,67 @@ def stage2(weights, cache, run_dir, control, steps, until, group_size, reward, l
             console.print(f"RL encoder added to {weights} (default encoder now 'rl')")
 
 
+@train.command("context-table")
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--weights", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
+              help="Weights whose encoder makes the codes (default: the shipped ones).")
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared data cache.")
+@click.option("--hold-out", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              default=Path("bench/heldout200.ids"), show_default=True,
+              help="Train utterance ids that pick the smoothing (then all of train is counted).")
+@click.option("--threads", type=int, default=2, show_default=True)
+def context_table(out, weights, cache, hold_out, threads):
+    """Count which code follows which in the encoder's codes of the train utterances and
+    write OUT, a context table for an entropy-coded mode (needs `train prepare-front`).
+    A shipped mode's table is frozen: this makes a new one, it never changes a mode."""
+    import torch
+    from claricodec.entropy import ContextTable
+    from claricodec.train.context_table import (bits_per_frame, build_table, count_pairs, save_table,
+                                                utterance_codes)
+    from claricodec.train.stage1 import Corpus
+    from claricodec.weights import WeightsError, load_codec
+
+    torch.set_num_threads(threads)
+    corpora = {}
+    for split in ("train", "dev"):
+        corpus = Corpus(_cache_dir(cache, split), "front.npy") if (_cache_dir(cache, split) / "index.json").is_file() else None
+        if corpus is None or corpus.teacher is None:
+            fail(f"no prepared {split} cache with front states (claricodec train prepare, then prepare-front)")
+        corpora[split] = corpus
+    try:
+        codec, info = load_codec(weights)
+    except WeightsError as err:
+        fail(str(err))
+    if not getattr(codec.encoder, "reads_features", False):
+        fail("these weights are not a Whisper-front codec (their codes cannot come from the cache)")
+    codec.eval()
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("codes of every utterance", total=sum(len(c.index) for c in corpora.values()))
+        codes = {split: utterance_codes(codec, corpus, lambda: bar.advance(task))
+                 for split, corpus in corpora.items()}
+    held = set(hold_out.read_text().split())
+    train_ids = [u["id"] for u in corpora["train"].index]
+    fit = [c for c, i in zip(codes["train"], train_ids) if i not in held]
+    check = [c for c, i in zip(codes["train"], train_ids) if i in held]
+    if not check:
+        fail(f"none of the ids in {hold_out} is a train utterance")
+    size = codec.quantizer.codebook_size
+    counts = count_pairs(fit, size)
+    scores = {prior: bits_per_frame(check, ContextTable(build_table(counts, prior)))
+              for prior in (8, 16, 32, 64, 128, 256, 512)}
+    prior = min(scores, key=scores.get)
+    console.print("held-out bits a frame by smoothing prior: "
+                  + ", ".join(f"{p}: {b:.3f}" for p, b in scores.items()) + f"; picked {prior}")
+    freqs = build_table(count_pairs(codes["train"], size), prior)
+    dev_bits = bits_per_frame(codes["dev"], ContextTable(freqs))
+    save_table(freqs, out, {"model_id": str(info.get("model_id")), "prior": str(prior),
+                            "train_frames": str(sum(map(len, codes["train"]))),
+                            "data_index_sha256": _sha256(_cache_dir(cache, "train") / "index.json"),
+                            "commit": _git_commit() or "unknown"})
+    console.print(f"wrote {out}: dev {dev_bits:.3f} bits a frame ({dev_bits * 25:.0f} bit/s at 25 frames/s, "
+                  f"end marks included, headers not); sha256 {_sha256(out)}")
+
+
 def _add_imitation_commands() -> None:
     from .train_imitation import imitate, targets
     train.add_command(targets)

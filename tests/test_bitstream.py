@@ -104,7 +104,7 @@ def test_largest_sample_count_round_trips():
 
 
 @pytest.mark.parametrize("bad", [
-    dict(num_samples=2 ** 35), dict(num_samples=-1), dict(model_id=b"abc"), dict(mode=2),
+    dict(num_samples=2 ** 35), dict(num_samples=-1), dict(model_id=b"abc"), dict(mode=3),
 ])
 def test_writer_refuses_unencodable_headers(bad):
     fields = dict(mode=1, model_id=MODEL, num_samples=640) | bad
@@ -239,7 +239,7 @@ def test_unknown_version(version):
     assert "version" in format_error(data)
 
 
-@pytest.mark.parametrize("mode", [0, 2, 15])
+@pytest.mark.parametrize("mode", [0, 3, 15])
 def test_unknown_mode(mode):
     data = valid()
     data = with_header_crc(data[:2] + bytes([0x10 | mode]) + data[3:11]) + data[12:]

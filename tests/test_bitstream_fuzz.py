@@ -34,6 +34,9 @@ def _corpus() -> list[bytes]:
                 h = Header(mode=1, model_id=model_id, num_samples=num_samples,
                            block_crc=block_crc)
                 corpus.append(write_stream(h, indices))
+                if not block_crc:  # mode 2: the same frames, entropy-coded (no CRC blocks)
+                    corpus.append(write_stream(Header(mode=2, model_id=model_id,
+                                                      num_samples=num_samples), indices))
     # Large sample counts (multi-byte varints) with a short or empty payload.
     for num_samples in (2 ** 35 - 1, 57_600_000):
         h = Header(mode=1, model_id=b"\0\0\0\0", num_samples=num_samples)
@@ -139,6 +142,12 @@ def test_fuzz_parser_only_raises_format_error():
             assert all(0 <= f < len(stream.indices) for f in stream.bad_frames)
 
         assert read_raw(data, 1) == list(data)  # raw mode 1: any bytes are frames
+        try:  # raw mode 2: an arithmetic-coded payload, or a one-line FormatError
+            frames = read_raw(data, 2)
+        except FormatError as err:
+            assert str(err) and "\n" not in str(err)
+        else:
+            assert all(type(i) is int and 0 <= i <= 255 for i in frames)
 
     fuzz()
     assert cases >= MAX_EXAMPLES

@@ -169,3 +169,53 @@ def test_raw_mode_round_trip(run, tmp_path):
     assert raw.stat().st_size == -(-sf.info(DATA / "hello.wav").frames // 640)
     assert run("decode", "--raw", raw, tmp_path / "a.wav").exit_code == 0
     assert run("encode", "--raw", "--crc", DATA / "hello.wav", raw).exit_code != 0
+
+
+def test_mode2_same_audio_fewer_bits_files_pipes_and_raw(run, tmp_path):
+    import soundfile as sf
+    from claricodec.bitstream import read_stream
+    one, two = tmp_path / "one.cc", tmp_path / "two.cc"
+    assert run("encode", DATA / "hello.wav", one).exit_code == 0
+    assert run("encode", "--mode", 2, DATA / "hello.wav", two).exit_code == 0
+    assert read_stream(two.read_bytes()).indices == read_stream(one.read_bytes()).indices
+    info = run("info", two)
+    assert info.exit_code == 0 and "mode 2" in info.output and "entropy-coded" in info.output
+    for cc in (one, two):
+        assert run("decode", cc, cc.with_suffix(".wav")).exit_code == 0
+    assert (sf.read(one.with_suffix(".wav"))[0] == sf.read(two.with_suffix(".wav"))[0]).all()
+    piped = run("encode", "--mode", 2, "-", "-", input=(DATA / "hello.wav").read_bytes())
+    assert piped.exit_code == 0 and read_stream(piped.stdout_bytes).header.num_samples == 0
+    assert read_stream(piped.stdout_bytes).indices == read_stream(one.read_bytes()).indices
+    raw = tmp_path / "two.raw"
+    assert run("encode", "--raw", "--mode", 2, DATA / "hello.wav", raw).exit_code == 0
+    assert run("decode", "--raw", "--mode", 2, raw, tmp_path / "raw.wav").exit_code == 0
+    decoded = sf.read(tmp_path / "raw.wav")[0]  # no header: no length, whole frames
+    assert (decoded[:len(sf.read(one.with_suffix(".wav"))[0])] == sf.read(one.with_suffix(".wav"))[0]).all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("encode", "--mode", 2, "--crc"), "--crc needs --mode 1"),
+    (("decode", "--mode", 2), "--mode only matters with --raw"),
+])
+def test_mode2_option_misuse_is_one_line(run, tmp_path, args, message):
+    source = DATA / "hello.wav"
+    if args[0] == "decode":
+        source = tmp_path / "a.cc"
+        run("encode", DATA / "hello.wav", source)
+    out = tmp_path / "out"
+    result = run(*args, source, out)
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_corrupt_mode2_file_is_one_line_and_no_output(run, tmp_path):
+    cc = tmp_path / "a.cc"
+    run("encode", "--mode", 2, DATA / "hello.wav", cc)
+    good = cc.read_bytes()
+    for name, bad in (("truncated", good[:-2]), ("trailing", good + b"\x00\x01")):
+        path = tmp_path / f"{name}.cc"
+        path.write_bytes(bad)
+        result = run("decode", path, tmp_path / f"{name}.wav")
+        assert result.exit_code == 1 and "Traceback" not in result.output, name
+        assert sum(l.startswith("claricodec: error") for l in result.output.splitlines()) == 1
+        assert not (tmp_path / f"{name}.wav").exists() and no_partial_files(tmp_path)

@@ -47,6 +47,17 @@ def test_encoding_matches_golden_bytes(shipped, clip):
     assert shipped.encode(*clip, block_crc=True) == (GOLDEN / crc_name).read_bytes()
 
 
+def test_mode2_golden_file_holds_the_same_codes_in_fewer_bytes(shipped, clip):
+    data = (GOLDEN / "hello-mode2.cc").read_bytes()
+    assert shipped.encode(*clip, mode=2) == data
+    fixed = bitstream.read_stream((GOLDEN / "hello.cc").read_bytes())
+    coded = bitstream.read_stream(data)
+    assert coded.header.mode == 2 and coded.header.model_id == fixed.header.model_id
+    assert coded.indices == fixed.indices
+    assert len(data) < len((GOLDEN / "hello.cc").read_bytes())
+    assert np.array_equal(shipped.decode(data)[0], shipped.decode((GOLDEN / "hello.cc").read_bytes())[0])
+
+
 @pytest.mark.parametrize("variant", CPU_VARIANTS[1:])  # none while every CPU agrees
 def test_a_cpu_variant_shares_header_and_most_codes(variant):
     main, other = (bitstream.read_stream((GOLDEN / name).read_bytes())

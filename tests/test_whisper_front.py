@@ -304,3 +304,30 @@ def test_a_whisper_front_pack_carries_audio_alone_and_the_states_are_made_from_i
                                   "--fresh", "--front", "whisper", "--until", "2", "--steps", "4"])
     assert result.exit_code == 0, result.output
     assert "val_distill" in (run / "train.log").read_text()  # dev states made there too
+
+
+def test_context_table_command_counts_a_front_codecs_codes(prepared, tmp_path):  # noqa: F811
+    """`train context-table`: the codes of a Whisper-front codec's cached states, counted into
+    a valid table; held-out ids that are not in train are a one-line error, and no file."""
+    from claricodec.entropy import ContextTable
+    from safetensors.numpy import load_file
+    for split in ("train", "dev"):  # the states the head reads: here the prepared teacher states
+        np.save(prepared / split / "front.npy", np.load(prepared / split / "teacher.npy"))
+    export_weights(front_codec(3), tmp_path / "w", {"steps": 0})
+    train_ids = [u["id"] for u in json.loads((prepared / "train" / "index.json").read_text())]
+    (tmp_path / "held.ids").write_text(" ".join(train_ids[:2]))
+    out = tmp_path / "table.safetensors"
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", "context-table", str(out), "--weights", str(tmp_path / "w"),
+                                  "--cache", str(prepared), "--hold-out", str(tmp_path / "held.ids"),
+                                  "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "picked" in result.output and "bits a frame" in result.output
+    table = ContextTable(load_file(str(out))["freqs"])
+    assert table.codebook_size == 256
+    (tmp_path / "none.ids").write_text("no-such-utterance")
+    result = runner.invoke(main, ["train", "context-table", str(tmp_path / "t2.safetensors"), "--weights",
+                                  str(tmp_path / "w"), "--cache", str(prepared), "--hold-out",
+                                  str(tmp_path / "none.ids")])
+    assert result.exit_code != 0 and "none of the ids" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "t2.safetensors").exists()

@@ -14,6 +14,7 @@ kind of CPU still encode otherwise, `--variant NAME` writes hello.NAME.cc (and .
 for it; the test accepts any one variant exactly. Regenerate every variant on its kind of
 CPU when the weights change (or the encoding, as in session 21: the head reads only the
 file's own frames). hello.cc: an AMD EPYC with AVX2 and no AVX-512, session 21.
+hello-mode2.cc: the same codes in mode 2 (entropy-coded), session 22.
 """
 import sys
 from pathlib import Path
@@ -34,4 +35,5 @@ if __name__ == "__main__":
             name = name.replace(".cc", f".{variant}.cc")
         (HERE / name).write_bytes(codec.encode(audio, rate))
         (HERE / name.replace(".cc", ".crc.cc")).write_bytes(codec.encode(audio, rate, block_crc=True))
+        (HERE / name.replace(".cc", "-mode2.cc")).write_bytes(codec.encode(audio, rate, mode=2))
         print("wrote", HERE / name)
