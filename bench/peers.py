@@ -166,6 +166,8 @@ def main() -> None:
                         help="ClariCodec encodes with `encode --search N` (e.g. 8; 1: plain)")
     parser.add_argument("--search-judge", choices=["states", "asr"], default="states",
                         help="what picks the search's candidate: Whisper's transcript, or its encoder states")
+    parser.add_argument("--search-segment", type=float, default=None, metavar="SECONDS",
+                        help="with --search: choose per segment of this many seconds (encode --search-segment)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
     args = parser.parse_args()
@@ -195,13 +197,14 @@ def main() -> None:
     from claricodec.asr import ASRError
     from claricodec.weights import WeightsError
     try:
-        codec = ClariCodec(args.weights, args.encoder, search=args.search, search_judge=args.search_judge)
+        codec = ClariCodec(args.weights, args.encoder, search=args.search, search_judge=args.search_judge,
+                           search_segment=args.search_segment)
         if args.judge == "sphinx":
             from claricodec.sphinx_asr import SphinxASR
             asr = SphinxASR()
         else:
             asr = ASR(args.asr, threads=args.threads)
-    except (ASRError, WeightsError, RuntimeError) as err:
+    except (ASRError, WeightsError, RuntimeError, ValueError) as err:
         sys.exit(f"peers.py: {err}")
     if codec.info.get("status") != "trained":
         print(f"note: ClariCodec weights status is {codec.info.get('status')!r}, not a finished "
@@ -232,7 +235,8 @@ def main() -> None:
               f"{asr.name} ({asr.compute_type}, beam {options.beam_size}, {window} window)")
     asr_note = (f"ASR {judged}; "
                 f"ClariCodec weights {codec.info.get('model_id')} ({codec.info.get('status')})"
-                f"{f', encode --search {args.search}' if args.search > 1 else ''}; "
+                f"{f', encode --search {args.search}' if args.search > 1 else ''}"
+                f"{f' --search-segment {args.search_segment:g}' if args.search_segment else ''}; "
                 f"{args.threads} CPU thread(s)")
     if args.json:
         print(json.dumps({"manifest": str(args.manifest), "asr": asr.config | {

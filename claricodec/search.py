@@ -11,6 +11,12 @@ bit. The bit rate, the format and the decoder do not change, so any receiver dec
 result. StatesSearch judges the same candidates without a transcript: by how close
 Whisper's encoder states of each decoded candidate are to those of the original.
 
+With `segment_frames` the choice is made per segment of the window instead (greedy, left
+to right): for each segment the candidates are the codes chosen so far with that segment
+taken from each draw in turn, judged on the whole window; the best becomes the codes
+chosen so far. One window's draws can then win in different segments (session 22: 1 s
+segments doubled the whole-window search's gain on dev, at 4x its encoding time).
+
 Same input, same bytes: window k's samples come from a generator seeded with (seed, k),
 drawn on the CPU whatever the model's device.
 """
@@ -34,14 +40,20 @@ def pick_closest(reference: str, hypotheses: list[str]) -> int:
 class ASRSearch:
     """choose() for WindowedEncoder: best of `candidates` code sequences per window."""
 
-    def __init__(self, codec: Codec, asr, candidates: int = 8, seed: int = 0, options=None):
+    def __init__(self, codec: Codec, asr, candidates: int = 8, seed: int = 0, options=None,
+                 segment_frames: int | None = None):
+        """segment_frames: choose per segment of that many frames (None: per window)."""
         from .asr import REWARD
         if candidates < 1:
             raise ValueError("candidates must be at least 1")
+        if segment_frames is not None and segment_frames < 1:
+            raise ValueError("segment_frames must be at least 1")
         self.codec, self.asr, self.candidates, self.seed = codec, asr, candidates, seed
         self.options = options or REWARD
-        self.chosen_sample = 0  # windows where a sample beat the argmax (for reports)
+        self.segment_frames = segment_frames
+        self.chosen_sample = 0  # choices (windows, or segments) a sample won (for reports)
         self.windows = 0
+        self.choices = 0
 
     @torch.inference_mode()
     def candidate_levels(self, window_audio: np.ndarray, window_number: int,
@@ -70,17 +82,23 @@ class ASRSearch:
         q, hop = self.codec.quantizer, self.codec.mode.hop
         levels = self.candidate_levels(window_audio, window_number, span)
         self.windows += 1
+        chosen = levels[0]
         if len(levels) > 1 and valid_samples > 0:
             original = window_audio[CONTEXT * hop:CONTEXT * hop + valid_samples]
             frames = -(-valid_samples // hop)
-            decoded = self.codec.decoder(q.scaled(levels[:, :, :frames].to(self.codec.device)))
-            decoded = decoded.float().cpu().numpy()[:, :valid_samples]
-            best = self.best(original, decoded)
-            self.chosen_sample += best > 0
-        else:
-            best = 0
-        chosen = levels[best:best + 1].to(self.codec.device)
-        return q.to_index(chosen)[0].cpu().numpy().astype(np.int64)
+            step = self.segment_frames or frames
+            for start in range(0, frames, step):
+                # The last segment runs to the window's end: frames past the signal (trimmed
+                # later) come from the same draw, as in a whole-window search.
+                stop = start + step if start + step < frames else levels.shape[-1]
+                trials = chosen.expand(len(levels), -1, -1).clone()  # trial 0: the codes so far
+                trials[1:, :, start:stop] = levels[1:, :, start:stop]
+                decoded = self.codec.decoder(q.scaled(trials[:, :, :frames].to(self.codec.device)))
+                best = self.best(original, decoded.float().cpu().numpy()[:, :valid_samples])
+                self.choices += 1
+                self.chosen_sample += best > 0
+                chosen = trials[best]
+        return q.to_index(chosen[None].to(self.codec.device))[0].cpu().numpy().astype(np.int64)
 
 
 class StatesSearch(ASRSearch):
@@ -90,8 +108,9 @@ class StatesSearch(ASRSearch):
     compared, so there is no one recogniser's vocabulary to fit (the transcript judge's
     gain was mostly what Whisper tiny.en in particular hears: README, search section)."""
 
-    def __init__(self, codec: Codec, candidates: int = 8, seed: int = 0, states=None):
-        super().__init__(codec, None, candidates, seed)
+    def __init__(self, codec: Codec, candidates: int = 8, seed: int = 0, states=None,
+                 segment_frames: int | None = None):
+        super().__init__(codec, None, candidates, seed, segment_frames=segment_frames)
         self._states = states
 
     def best(self, original: np.ndarray, decoded: np.ndarray) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .codec_commands import device_option, load, weights_option
+from .codec_commands import device_option, load, search_segment_option, weights_option
 from .ui import console, fail, pick_device, progress_bar
 
 
@@ -69,11 +69,12 @@ def print_table(summary: dict, name: str = "decoded") -> None:
                    "tiny.en, greedy, whatever --asr says).")
 @click.option("--search-judge", type=click.Choice(["states", "asr"]), default="states", show_default=True,
               help="With --search: as `claricodec encode --search-judge`.")
+@search_segment_option
 @device_option
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
               help="CPU threads for the codec and for the ASR each.")
 def eval_command(source, limit, asr_model, beam_size, window, as_json, save_hyps, weights,
-                 encoder, search, search_judge, device, threads):
+                 encoder, search, search_judge, search_segment, device, threads):
     """Measure intelligibility: encode each utterance to a .cc file, decode it, transcribe
     original and decoded audio, and report WER/CER, bit rate and speed.
 
@@ -101,7 +102,9 @@ def eval_command(source, limit, asr_model, beam_size, window, as_json, save_hyps
     if not rows:
         fail(f"{source}: no utterances found")
     device = pick_device(device)
-    codec = load(weights, encoder, device, search, search_judge=search_judge)
+    if search_segment and search == 1:
+        fail("--search-segment only matters with --search N (N > 1)")
+    codec = load(weights, encoder, device, search, search_judge=search_judge, search_segment=search_segment)
     try:
         asr = ASR(asr_model, device=device if _ct2_has_cuda(device) else "cpu", threads=threads)
     except ASRError as err:
@@ -125,7 +128,8 @@ def eval_command(source, limit, asr_model, beam_size, window, as_json, save_hyps
     console.print(f"weights {codec.info.get('model_id')} (status: {codec.info.get('status')}, "
                   f"encoder {codec.info.get('encoder_name')}); ASR {asr.name} beam {beam_size}, "
                   f"{'fitted' if options.window_seconds is None else f'{window:g} s'} window; "
-                  f"encode search {search}{f' ({search_judge} judge)' if search > 1 else ''}; bit/s includes the .cc header", soft_wrap=True)
+                  f"encode search {search}{f' ({search_judge} judge)' if search > 1 else ''}"
+                  f"{f', {search_segment:g} s segments' if search_segment else ''}; bit/s includes the .cc header", soft_wrap=True)
     if save_hyps:
         try:
             write_hyps(results, save_hyps)
@@ -136,6 +140,7 @@ def eval_command(source, limit, asr_model, beam_size, window, as_json, save_hyps
         report = {"source": str(source), "utterances": len(results), "skipped": skipped,
                   "weights": {k: codec.info.get(k) for k in ("model_id", "status", "encoder_name")},
                   "encode_search": search, "search_judge": search_judge if search > 1 else None,
+                  "search_segment_seconds": search_segment,
                   "asr": asr.config | {"beam_size": beam_size,
                                        "window_seconds": options.window_seconds},
                   "groups": summary}

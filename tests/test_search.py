@@ -208,3 +208,49 @@ def test_states_similarity_is_one_for_the_original_itself_and_lower_for_others()
     others = np.stack([original, 0.1 * rng.standard_normal(16000).astype(np.float32)])
     scores = states_similarity(original, others, WhisperStates.shared(1))
     assert abs(scores[0] - 1.0) < 1e-5 and scores[1] < scores[0]
+
+
+class ScriptedWinners(StatesSearch):
+    """A states search whose judge picks from a script, one winner per choice, and records
+    what it was shown."""
+
+    def __init__(self, model, winners, candidates, segment_frames):
+        super().__init__(model, candidates=candidates, segment_frames=segment_frames)
+        self.winners, self.shown = list(winners), []
+
+    def best(self, original, decoded):
+        self.shown.append((len(original), decoded.shape))
+        return self.winners.pop(0)
+
+
+def test_segment_search_takes_each_segment_from_the_draw_the_judge_prefers_there(model, pcm):
+    hop = model.mode.hop
+    pcm = pcm[:60 * hop - 100]  # 60 frames: segments of 25, 25 and 10
+    window = window_of(pcm, hop)
+    search = ScriptedWinners(model, [2, 0, 3], candidates=4, segment_frames=25)
+    chosen = search(window, 0, len(pcm))
+    draws = model.quantizer.to_index(search.candidate_levels(window, 0)).numpy()
+    assert np.array_equal(chosen[:25], draws[2, :25])  # segment 0 from draw 2
+    assert np.array_equal(chosen[25:50], draws[0, 25:50])  # segment 1: the argmax kept
+    assert np.array_equal(chosen[50:], draws[3, 50:])  # the last, to the window's end, from draw 3
+    assert search.choices == 3 and search.chosen_sample == 2
+    # Each choice was judged on the whole signal: the original and every trial, cut alike.
+    assert search.shown == [(len(pcm), (4, len(pcm)))] * 3
+    whole = ScriptedWinners(model, [2], candidates=4, segment_frames=None)
+    assert np.array_equal(whole(window, 0, len(pcm)), draws[2])  # no segments: one choice
+
+
+def test_search_segment_option_checks_and_reports(run, tmp_path):
+    out = tmp_path / "x.cc"
+    result = run("encode", "--search-segment", 1, DATA / "hello.wav", out)
+    assert result.exit_code != 0 and "--search-segment only matters with --search" in result.output
+    assert not out.exists()
+    result = run("encode", "--search", 2, "--search-segment", 1, DATA / "hello.wav", out)
+    assert result.exit_code == 0, result.output
+    assert "segments (1 s each)" in result.output
+    again = tmp_path / "again.cc"
+    assert run("encode", "--search", 2, "--search-segment", 1, DATA / "hello.wav", again).exit_code == 0
+    assert again.read_bytes() == out.read_bytes()  # same input, same bytes
+    from claricodec.api import ClariCodec
+    with pytest.raises(ValueError, match="search_segment"):
+        ClariCodec(search=2, search_segment=0)
