@@ -112,23 +112,40 @@ class StatesSearch(ASRSearch):
                  segment_frames: int | None = None):
         super().__init__(codec, None, candidates, seed, segment_frames=segment_frames)
         self._states = states
+        # Whisper's unit states of signals already heard in this window (the original; a
+        # segment search's codes so far, trial 0 of every choice): the same numbers, once.
+        self._heard: dict[bytes, np.ndarray] = {}
+
+    def candidate_levels(self, *args, **kwargs) -> torch.Tensor:
+        self._heard = {}  # a new window
+        return super().candidate_levels(*args, **kwargs)
 
     def best(self, original: np.ndarray, decoded: np.ndarray) -> int:
         # The first of equal scores: the argmax path.
-        return int(np.argmax(states_similarity(original, decoded, self._states)))
+        return int(np.argmax(states_similarity(original, decoded, self._states, self._heard)))
 
 
-def states_similarity(original: np.ndarray, decoded: np.ndarray, states=None) -> np.ndarray:
+def states_similarity(original: np.ndarray, decoded: np.ndarray, states=None,
+                      heard: dict | None = None) -> np.ndarray:
     """How close each decoded candidate ([N, samples]) sounds to the original, as Whisper's
     encoder hears it: mean cosine over 50 Hz frames of the last layer's states (the front's
-    model, WhisperStates). Used by StatesSearch and by stage 2's "states" reward."""
+    model, WhisperStates). Used by StatesSearch and by stage 2's "states" reward. `heard`:
+    a memo of signals already computed (by their bytes), filled in here."""
+    import hashlib
+
     from .whisper_front import WhisperStates, WHISPER_HOP
     states = states or WhisperStates.shared()
+    heard = {} if heard is None else heard
     step = 2 * WHISPER_HOP  # states_50hz takes whole 25 Hz frames
     length = -(-max(len(original), decoded.shape[1]) // step) * step
     padded = np.zeros((len(decoded) + 1, length), np.float32)
     padded[0, :len(original)] = original
     padded[1:, :decoded.shape[1]] = decoded
-    frames = [states.states_50hz(row) for row in padded]
-    unit = [f / np.linalg.norm(f, axis=1, keepdims=True) for f in frames]
+    unit = []
+    for row in padded:
+        key = hashlib.sha1(row.tobytes()).digest()
+        if key not in heard:
+            f = states.states_50hz(row)
+            heard[key] = f / np.linalg.norm(f, axis=1, keepdims=True)
+        unit.append(heard[key])
     return np.array([float((u * unit[0]).sum(1).mean()) for u in unit[1:]])

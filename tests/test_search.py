@@ -254,3 +254,33 @@ def test_search_segment_option_checks_and_reports(run, tmp_path):
     from claricodec.api import ClariCodec
     with pytest.raises(ValueError, match="search_segment"):
         ClariCodec(search=2, search_segment=0)
+
+
+class CountingStates:
+    """The real Whisper states, counting the signals it is asked to hear."""
+
+    def __init__(self):
+        from claricodec.whisper_front import WhisperStates
+        self.states, self.calls = WhisperStates.shared(1), 0
+
+    def states_50hz(self, audio):
+        self.calls += 1
+        return self.states.states_50hz(audio)
+
+
+def test_the_states_judge_hears_each_signal_once_a_window_with_the_same_choices(model, pcm):
+    hop = model.mode.hop
+    pcm = pcm[:60 * hop]  # 3 segments of 25, 25 and 10 frames
+    window = window_of(pcm, hop)
+
+    class Forgetful(StatesSearch):  # recomputes everything for every choice
+        def best(self, original, decoded):
+            self._heard = {}
+            return super().best(original, decoded)
+
+    memo, plain = CountingStates(), CountingStates()
+    chosen = StatesSearch(model, candidates=4, states=memo, segment_frames=25)(window, 0, len(pcm))
+    again = Forgetful(model, candidates=4, states=plain, segment_frames=25)(window, 0, len(pcm))
+    assert np.array_equal(chosen, again)
+    # The original and the codes so far are heard once: 1 + 4 + 3 + 3 instead of 3 x 5.
+    assert plain.calls == 15 and memo.calls == 11
