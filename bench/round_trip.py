@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--search", type=int, default=8,
                         help="also ClariCodec with `encode --search N` (0: leave that row out)")
+    parser.add_argument("--search-segment", type=float, default=1.0, metavar="SECONDS",
+                        help="and a row with `encode --search N --search-segment SECONDS` (0: leave it out)")
     args = parser.parse_args()
     if shutil.which("c2enc") is None:
         sys.exit("round_trip.py: c2enc not found (Debian package codec2)")
@@ -48,6 +50,10 @@ def main() -> None:
     if args.search > 1:
         systems.append(ClariCodecSystem(ClariCodec(args.weights, search=args.search),
                                         f"claricodec-search{args.search}"))
+        if args.search_segment > 0:
+            segmented = ClariCodec(args.weights, search=args.search, search_segment=args.search_segment)
+            systems.append(ClariCodecSystem(segmented, f"claricodec-search{args.search}-segment"
+                                                       f"{args.search_segment:g}s"))
     systems += [Codec2System(m) for m in MODES]
     print(f"ASR {asr.name} (beam {EVAL.beam_size}, {EVAL.window_seconds:g} s window); "
           f"ClariCodec weights {codec.info.get('model_id')}\n")
