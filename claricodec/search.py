@@ -131,6 +131,13 @@ def states_similarity(original: np.ndarray, decoded: np.ndarray, states=None,
     encoder hears it: mean cosine over 50 Hz frames of the last layer's states (the front's
     model, WhisperStates). Used by StatesSearch and by stage 2's "states" reward. `heard`:
     a memo of signals already computed (by their bytes), filled in here."""
+    return states_similarity_frames(original, decoded, states, heard).mean(1)
+
+
+def states_similarity_frames(original: np.ndarray, decoded: np.ndarray, states=None,
+                             heard: dict | None = None) -> np.ndarray:
+    """states_similarity before its mean: [N, 50 Hz frames] cosines (stage 2's
+    "states-local" reward credits each frame with its neighbourhood's)."""
     import hashlib
 
     from .whisper_front import WhisperStates, WHISPER_HOP
@@ -148,4 +155,4 @@ def states_similarity(original: np.ndarray, decoded: np.ndarray, states=None,
             f = states.states_50hz(row)
             heard[key] = f / np.linalg.norm(f, axis=1, keepdims=True)
         unit.append(heard[key])
-    return np.array([float((u * unit[0]).sum(1).mean()) for u in unit[1:]])
+    return np.stack([(u * unit[0]).sum(1) for u in unit[1:]])

@@ -490,10 +490,12 @@ def _load_stage1(weights: Path | None, device: str):
 @click.option("--steps", type=int, default=None, help="Total steps (default 1500).")
 @click.option("--until", type=int, default=None, help="Stop after this many steps in total.")
 @click.option("--group-size", type=int, default=None, help="Samples per utterance (default 8).")
-@click.option("--reward", type=click.Choice(["cer", "wer", "loglik", "states"]), default="cer", show_default=True,
+@click.option("--reward", type=click.Choice(["cer", "wer", "loglik", "states", "states-local"]), default="cer",
+              show_default=True,
               help="1 - CER, 1 - WER, loglik: the reward ASR's mean log-probability of the "
-                   "reference tokens on the decoded audio (teacher-forced, dense), or states: how "
-                   "close Whisper's encoder states of the decoded audio are to the original's.")
+                   "reference tokens on the decoded audio (teacher-forced, dense), states: how "
+                   "close Whisper's encoder states of the decoded audio are to the original's, or "
+                   "states-local: the same, frame by frame over the second around each frame.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Learning rate (default 1e-5).")
 @click.option("--kl-weight", type=click.FloatRange(min=0), default=None,

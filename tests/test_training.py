@@ -401,3 +401,29 @@ def test_rl_encoder_ships_beside_stage1_and_keeps_model_id(tiny_weights, tmp_pat
     rl, rl_info = load_codec(weights)
     assert rl_info["encoder_name"] == "rl"
     assert torch.allclose(rl.encoder.out[1].bias, codec.encoder.out[1].bias, atol=1e-2)
+
+
+def test_stage2_local_reward_credits_each_frame_with_its_neighbourhood(cache, tiny_weights, tmp_path,
+                                                                       monkeypatch):
+    import claricodec.search
+    from claricodec.train.stage2 import LOCAL_FRAMES, group_advantages, local_rewards
+    # Sample 0 sounds closer in the first half, sample 1 in the second: the advantages say
+    # so frame by frame, where a whole-utterance reward would call them equal.
+    frames = 4 * LOCAL_FRAMES
+    cos = torch.full((2, 2 * frames), 0.5)
+    cos[0, :frames] = cos[1, frames:] = 0.9
+    adv = group_advantages(local_rewards(cos, frames))
+    assert adv.shape == (2, frames)
+    assert (adv[0, :LOCAL_FRAMES] > 0).all() and (adv[0, -LOCAL_FRAMES:] < 0).all()
+    assert torch.allclose(adv[0], -adv[1])
+    assert torch.equal(group_advantages(torch.ones(3, 5)), torch.zeros(3, 5))  # no signal
+    codec, _ = load_codec(tiny_weights, "stage1")
+    codec.quantizer.temperature.fill_(0.5)
+    cfg = Stage2Config(steps=1, group_size=3, utterances_per_step=1, eval_every=1, eval_count=2,
+                       reward="states-local", lr=1e-3)
+    monkeypatch.setattr(claricodec.search, "states_similarity_frames",
+                        lambda original, decoded, states=None, heard=None: np.random.default_rng(0).random(
+                            (len(decoded), 2 * (len(original) // 640 + 1))))
+    trainer = Stage2Trainer(codec, cfg, cache, tmp_path / "run", FakeASR(), None)
+    loss, stats = trainer.utterance_loss(0)
+    assert torch.isfinite(loss) and stats["reward_std"] > 0

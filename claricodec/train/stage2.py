@@ -8,7 +8,10 @@ ASR's teacher-forced mean log-probability of the reference tokens, a dense rewar
 moves with every sampled frame where an error rate moves by whole words; or, with "states",
 by how close Whisper's encoder states of the decoded audio are to the original's (the
 encode-time search's default judge, search.states_similarity: no transcript). Advantages are
-the rewards normalised within the group. Loss per utterance:
+the rewards normalised within the group. With "states-local" each frame has its own reward:
+the states' cosine averaged over the second around it, normalised within the group frame by
+frame, so a draw is credited where it sounded closer, not only as a whole (the search per
+segment found its gain there). Loss per utterance:
 
     PPO-clipped policy gradient (per frame, GRPO style)
   + kl_weight  * exact KL(policy || stage-1 policy), per dimension, mean over frames
@@ -46,7 +49,7 @@ class Stage2Config:
     clip_eps: float = 0.2
     kl_weight: float = 0.05
     mel_weight: float = 1.0
-    reward: str = "cer"  # "cer" (smoother than "wer"), "loglik" or "states" (dense; module docstring)
+    reward: str = "cer"  # "cer" (smoother than "wer"), "loglik", "states" or "states-local" (module docstring)
     max_seconds: float = 6.0
     eval_every: int = 50
     eval_count: int = 48  # fixed train subset for the argmax-path check
@@ -56,11 +59,24 @@ class Stage2Config:
 
 
 def group_advantages(rewards: torch.Tensor) -> torch.Tensor:
-    """Rewards normalised within the group; all-equal rewards carry no signal (zeros)."""
-    std = rewards.std()
-    if not torch.isfinite(std) or std < 1e-6:
-        return torch.zeros_like(rewards)
-    return (rewards - rewards.mean()) / std
+    """Rewards [G] (or [G, T]: per frame) normalised within the group (frame by frame);
+    all-equal rewards carry no signal (zeros)."""
+    std = rewards.std(0)
+    usable = torch.isfinite(std) & (std >= 1e-6)
+    return torch.where(usable, (rewards - rewards.mean(0)) / std.clamp(min=1e-6), torch.zeros_like(rewards))
+
+
+LOCAL_FRAMES = 25  # the states-local reward's neighbourhood: a second of 25 Hz frames
+
+
+def local_rewards(cosines: torch.Tensor, frames: int) -> torch.Tensor:
+    """[G, 50 Hz frames] cosines -> [G, frames] rewards: each 25 Hz frame's mean cosine over
+    the LOCAL_FRAMES around it."""
+    pooled = cosines[:, :2 * frames].reshape(len(cosines), -1, 2).mean(-1)
+    pooled = torch.nn.functional.pad(pooled, (0, frames - pooled.shape[1]), mode="replicate")
+    kernel = torch.ones(1, 1, LOCAL_FRAMES) / LOCAL_FRAMES
+    padded = torch.nn.functional.pad(pooled[:, None], (LOCAL_FRAMES // 2, LOCAL_FRAMES // 2), mode="replicate")
+    return torch.nn.functional.conv1d(padded, kernel)[:, 0]
 
 
 def categorical_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
@@ -73,7 +89,7 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
                 clip_eps: float) -> torch.Tensor:
     """PPO-clipped surrogate per frame, averaged over frames and the group."""
     ratio = torch.exp(logp - old_logp)
-    adv = advantages[:, None]
+    adv = advantages[:, None] if advantages.dim() == 1 else advantages
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)
     return -surrogate.mean()
 
@@ -159,6 +175,10 @@ class Stage2Trainer:
         elif cfg.reward == "states":
             from ..search import states_similarity
             rewards = torch.tensor(states_similarity(self._audio(i), decoded), dtype=torch.float32)
+        elif cfg.reward == "states-local":
+            from ..search import states_similarity_frames
+            cosines = torch.tensor(states_similarity_frames(self._audio(i), decoded), dtype=torch.float32)
+            rewards = local_rewards(cosines, k.shape[-1])  # [G, T]
         else:
             hyps = self.asr.texts(list(decoded), self.reward_options)
             rewards = torch.tensor([1.0 - self.error_rate(reference, h) for h in hyps])
@@ -171,7 +191,7 @@ class Stage2Trainer:
         mel = self.mel_loss(self.codec.decoder(codes), audio)
         loss = pg + cfg.kl_weight * kl + cfg.mel_weight * mel
         dist = q.distribution(z.detach())
-        stats = {"reward": rewards.mean().item(), "reward_std": rewards.std().item(),
+        stats = {"reward": rewards.mean().item(), "reward_std": rewards.std(0).mean().item(),
                  "kl": kl.item(), "mel": mel.item(), "pg": pg.item(),
                  "entropy": dist.entropy().sum(1).mean().item(),
                  "sample_share": (k != q.argmax(zg)).any(1).float().mean().item()}
