@@ -28,7 +28,7 @@ from typing import BinaryIO, Iterator
 
 from bitstring import Array, Bits
 
-from .entropy import EntropyFormatError, FrameCoder, FrameDecoder, encode_frames, decode_frames, load_table
+from .entropy import EntropyFormatError, FrameCoder, FrameDecoder, load_table
 from .modes import Mode, get_mode
 
 MAGIC = b"CC"
@@ -353,19 +353,17 @@ def read_stream(data: bytes, *, tolerate_crc_errors: bool = False) -> Stream:
     return Stream(header=reader.header, indices=indices, bad_frames=bad_frames)
 
 
+def _raw_header(mode_id: int) -> Header:
+    """What a raw stream's two ends agree on: the mode (the model id travels nowhere)."""
+    return Header(mode=mode_id, model_id=bytes(4), num_samples=0)
+
+
 def read_raw(data: bytes, mode_id: int) -> list[int]:
     """A headerless raw stream: the payload alone."""
-    mode = get_mode(mode_id)
-    if mode.entropy_coded:
-        try:
-            return decode_frames(bytes(data), load_table(mode.context_table))
-        except EntropyFormatError as err:
-            raise FormatError(f"corrupt raw mode-{mode_id} payload ({err})") from None
-    return unpack_frames(data, mode)
+    reader = StreamReader(io.BytesIO(bytes(data)), raw_header=_raw_header(mode_id))
+    return [i for chunk, _ in reader.chunks() for i in chunk]
 
 
 def write_raw(indices: list[int], mode_id: int) -> bytes:
-    mode = get_mode(mode_id)
-    if mode.entropy_coded:
-        return encode_frames(indices, load_table(mode.context_table))
-    return pack_frames(indices, mode)
+    writer = StreamWriter(_raw_header(mode_id), raw=True)
+    return writer.push(indices) + writer.finish()

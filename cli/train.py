@@ -573,7 +573,8 @@ def context_table(out, weights, cache, hold_out, threads):
     torch.set_num_threads(threads)
     corpora = {}
     for split in ("train", "dev"):
-        corpus = Corpus(_cache_dir(cache, split), "front.npy") if (_cache_dir(cache, split) / "index.json").is_file() else None
+        folder = _cache_dir(cache, split)
+        corpus = Corpus(folder, "front.npy") if (folder / "index.json").is_file() else None
         if corpus is None or corpus.teacher is None:
             fail(f"no prepared {split} cache with front states (claricodec train prepare, then prepare-front)")
         corpora[split] = corpus
