@@ -168,6 +168,9 @@ def main() -> None:
                         help="what picks the search's candidate: Whisper's transcript, or its encoder states")
     parser.add_argument("--search-segment", type=float, default=None, metavar="SECONDS",
                         help="with --search: choose per segment of this many seconds (encode --search-segment)")
+    parser.add_argument("--search-heat", type=float, default=None, metavar="FACTOR",
+                        help="with --search: the draws' temperature as a multiple of the policy's "
+                             "(default: 4 with --search-segment, else 1; session 22's figures: 1)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
     args = parser.parse_args()
@@ -198,7 +201,7 @@ def main() -> None:
     from claricodec.weights import WeightsError
     try:
         codec = ClariCodec(args.weights, args.encoder, search=args.search, search_judge=args.search_judge,
-                           search_segment=args.search_segment)
+                           search_segment=args.search_segment, search_heat=args.search_heat)
         if args.judge == "sphinx":
             from claricodec.sphinx_asr import SphinxASR
             asr = SphinxASR()
@@ -236,7 +239,8 @@ def main() -> None:
     asr_note = (f"ASR {judged}; "
                 f"ClariCodec weights {codec.info.get('model_id')} ({codec.info.get('status')})"
                 f"{f', encode --search {args.search}' if args.search > 1 else ''}"
-                f"{f' --search-segment {args.search_segment:g}' if args.search_segment else ''}; "
+                f"{f' --search-segment {args.search_segment:g}' if args.search_segment else ''}"
+                f"{f' (heat {codec.search.heat:g})' if args.search > 1 else ''}; "
                 f"{args.threads} CPU thread(s)")
     if args.json:
         print(json.dumps({"manifest": str(args.manifest), "asr": asr.config | {

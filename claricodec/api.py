@@ -30,13 +30,16 @@ class ClariCodec:
 
     def __init__(self, weights: str | Path | None = None, encoder: str | Path | None = None,
                  device: str = "cpu", search: int = 1, asr: str | Path | None = None,
-                 search_judge: str | None = None, search_segment: float | None = None):
+                 search_judge: str | None = None, search_segment: float | None = None,
+                 search_heat: float | None = None):
         """search > 1: encode-time search over that many code sequences per window, judged
         (search_judge="states", the default) by how close Whisper's encoder states of each
         decoded candidate are to the input's, or ("asr", the default when `asr` is given)
         by an ASR's transcripts (`asr`: a faster-whisper model name or path; default
         Whisper tiny.en; needs the [eval] extra). search_segment: seconds; choose per segment
-        of that length instead of per 10 s window (more words through, slower). See search.py."""
+        of that length instead of per 10 s window (more words through, slower). search_heat: the
+        draws' temperature as a multiple of the policy's (default: search.HEAT_SEGMENTS with
+        segments, else 1). See search.py."""
         search_judge = search_judge or ("asr" if asr else "states")
         if search_judge not in ("asr", "states"):
             raise ValueError(f"search_judge must be 'asr' or 'states', not {search_judge!r}")
@@ -54,7 +57,8 @@ class ClariCodec:
             segment = max(1, round(search_segment * self.mode.frame_rate))
         if search > 1 and search_judge == "states":
             from .search import StatesSearch
-            self.search = StatesSearch(self.model, candidates=search, segment_frames=segment)
+            self.search = StatesSearch(self.model, candidates=search, segment_frames=segment,
+                                       heat=search_heat)
         elif search > 1:
             import torch
 
@@ -63,7 +67,8 @@ class ClariCodec:
             # The judge runs on the GPU only where CTranslate2 was built with CUDA ("auto").
             judge = ASR(asr, device="cpu" if str(device) == "cpu" else "auto",
                         threads=torch.get_num_threads())
-            self.search = ASRSearch(self.model, judge, candidates=search, segment_frames=segment)
+            self.search = ASRSearch(self.model, judge, candidates=search, segment_frames=segment,
+                                    heat=search_heat)
 
     # --- encode --------------------------------------------------------------------------
 

@@ -23,9 +23,9 @@ force_option = click.option("--force", is_flag=True,
 search_segment_option = click.option(
     "--search-segment", type=click.FloatRange(0.04, 10), default=None, metavar="SECONDS",
     help="With --search: choose per segment of this many seconds (left to right, each "
-         "segment from whichever draw the judge prefers there) instead of per 10 s window. "
-         "1: about twice the words a whole-window search brings back, at a quarter of its "
-         "speed (~1.3x real time on 2 cores).")
+         "segment from whichever draw the judge prefers there, the draws hotter) instead of "
+         "per 10 s window. 1: about three times the words a whole-window search brings back "
+         "(dev WER 38.8 -> 31.4 %), at a quarter of its speed (~1.2x real time on 2 cores).")
 
 
 def load(weights, encoder, device, search=1, asr=None, search_judge=None, search_segment=None):

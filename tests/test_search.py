@@ -97,6 +97,24 @@ def test_samples_depend_on_seed_and_window_number_only(model, pcm):
                            ASRSearch(model, None, candidates=5, seed=1).candidate_levels(window, 7))
 
 
+
+def test_hotter_draws_move_more_codes_and_segments_default_to_hotter(model, pcm):
+    from claricodec.search import HEAT_SEGMENTS
+    window = window_of(pcm, model.mode.hop)
+
+    def moved(search):  # share of sampled levels that leave the argmax
+        levels = search.candidate_levels(window, 0)
+        return float((levels[1:] != levels[:1]).float().mean())
+
+    cool, hot = ASRSearch(model, None, candidates=9), ASRSearch(model, None, candidates=9, heat=8)
+    assert cool.heat == 1.0 and hot.heat == 8.0
+    assert torch.equal(cool.candidate_levels(window, 0)[0], hot.candidate_levels(window, 0)[0])  # argmax
+    assert moved(hot) > moved(cool)
+    assert StatesSearch(model, segment_frames=25).heat == HEAT_SEGMENTS > 1
+    assert StatesSearch(model, segment_frames=25, heat=1).heat == 1.0
+    with pytest.raises(ValueError, match="heat"):
+        ASRSearch(model, None, heat=0)
+
 def test_windowed_encoder_passes_window_numbers_real_sample_counts_and_signal_spans(model):
     hop = model.mode.hop
     seen = []
@@ -237,7 +255,8 @@ def test_segment_search_takes_each_segment_from_the_draw_the_judge_prefers_there
     # Each choice was judged on the whole signal: the original and every trial, cut alike.
     assert search.shown == [(len(pcm), (4, len(pcm)))] * 3
     whole = ScriptedWinners(model, [2], candidates=4, segment_frames=None)
-    assert np.array_equal(whole(window, 0, len(pcm)), draws[2])  # no segments: one choice
+    whole_draws = model.quantizer.to_index(whole.candidate_levels(window, 0)).numpy()  # cooler draws
+    assert np.array_equal(whole(window, 0, len(pcm)), whole_draws[2])  # no segments: one choice
 
 
 def test_search_segment_option_checks_and_reports(run, tmp_path):
