@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 
 
-def segment_rows(z: np.ndarray, levels: np.ndarray, winners: list[int], segment: int, temperature: float):
+def segment_rows(quantizer, z: np.ndarray, levels: np.ndarray, winners: list[int], segment: int):
     """Per segment that holds signal: None where the argmax was kept, else the statistics
     of the winner and the mean of the other draws'. z [D, W]; levels [N, D, W] (draw 0 the
     argmax); frames outside the signal have z == 0."""
-    L = 4
-    centres = np.arange(L) - (L - 1) / 2
+    import torch
+    L = quantizer.levels[0]
+    centres = np.arange(L) - (L - 1) / 2  # the level values (quantizer.py)
     for s, won in enumerate(winners):
         lo, hi = s * segment, ((s + 1) * segment if s + 1 < len(winners) else z.shape[-1])
         real = (z[:, lo:hi] != 0).all(0)
@@ -35,9 +36,7 @@ def segment_rows(z: np.ndarray, levels: np.ndarray, winners: list[int], segment:
             yield None
             continue
         zz, argmax = z[:, lo:hi][:, real], levels[0][:, lo:hi][:, real]
-        logits = -(zz[..., None] - centres) ** 2 / temperature
-        logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
-            - logits.max(-1, keepdims=True)
+        logp = torch.log_softmax(quantizer.logits(torch.from_numpy(zz)[None]), -1)[0].numpy()  # [D, T, L]
         stats = []
         for draw in levels[1:, :, lo:hi][:, :, real]:
             moved = draw != argmax
@@ -87,9 +86,8 @@ def main() -> None:
         if n % 20 == 0 or n == len(utterances):
             print(f"{n}/{len(utterances)} utterances", file=sys.stderr, flush=True)
 
-    temperature = float(model.quantizer.temperature)
     rows = [r for z, levels, won in windows
-            for r in segment_rows(z, levels, won, search.segment_frames, temperature)]
+            for r in segment_rows(model.quantizer, z, levels, won, search.segment_frames)]
     pairs, segments = [r for r in rows if r is not None], len(rows)
     print(f"{segments} segments; a draw won {len(pairs)}, the argmax kept "
           f"{1 - len(pairs) / max(segments, 1):.1%} (chance {1 / args.search:.1%}); heat {args.heat:g}")

@@ -97,7 +97,6 @@ def test_samples_depend_on_seed_and_window_number_only(model, pcm):
                            ASRSearch(model, None, candidates=5, seed=1).candidate_levels(window, 7))
 
 
-
 def test_hotter_draws_move_more_codes_and_segments_default_to_hotter(model, pcm):
     from claricodec.search import HEAT_SEGMENTS
     window = window_of(pcm, model.mode.hop)
@@ -114,6 +113,7 @@ def test_hotter_draws_move_more_codes_and_segments_default_to_hotter(model, pcm)
     assert StatesSearch(model, segment_frames=25, heat=1).heat == 1.0
     with pytest.raises(ValueError, match="heat"):
         ASRSearch(model, None, heat=0)
+
 
 def test_windowed_encoder_passes_window_numbers_real_sample_counts_and_signal_spans(model):
     hop = model.mode.hop
