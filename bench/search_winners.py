@@ -25,10 +25,11 @@ def segment_rows(quantizer, z: np.ndarray, levels: np.ndarray, winners: list[int
     of the winner and the mean of the other draws'. z [D, W]; levels [N, D, W] (draw 0 the
     argmax); frames outside the signal have z == 0."""
     import torch
+    from claricodec.search import segment_spans
     L = quantizer.levels[0]
     centres = np.arange(L) - (L - 1) / 2  # the level values (quantizer.py)
-    for s, won in enumerate(winners):
-        lo, hi = s * segment, ((s + 1) * segment if s + 1 < len(winners) else z.shape[-1])
+    frames = int((z != 0).all(0).sum())  # the window's frames of signal come first
+    for (lo, hi), won in zip(segment_spans(frames, segment, z.shape[-1]), winners):
         real = (z[:, lo:hi] != 0).all(0)
         if not real.any():
             continue

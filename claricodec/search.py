@@ -45,6 +45,13 @@ def pick_closest(reference: str, hypotheses: list[str]) -> int:
 HEAT_SEGMENTS = 4.0
 
 
+def segment_spans(frames: int, step: int, end: int) -> list[tuple[int, int]]:
+    """Frames [start, stop) of each choice in a window with `frames` frames of signal:
+    segments of `step` frames, the last running to `end` (the window's end), so frames past
+    the signal (trimmed later) come from the same draw, as in a whole-window search."""
+    return [(start, start + step if start + step < frames else end) for start in range(0, frames, step)]
+
+
 class ASRSearch:
     """choose() for WindowedEncoder: best of `candidates` code sequences per window."""
 
@@ -99,11 +106,7 @@ class ASRSearch:
         if len(levels) > 1 and valid_samples > 0:
             original = window_audio[CONTEXT * hop:CONTEXT * hop + valid_samples]
             frames = -(-valid_samples // hop)
-            step = self.segment_frames or frames
-            for start in range(0, frames, step):
-                # The last segment runs to the window's end: frames past the signal (trimmed
-                # later) come from the same draw, as in a whole-window search.
-                stop = start + step if start + step < frames else levels.shape[-1]
+            for start, stop in segment_spans(frames, self.segment_frames or frames, levels.shape[-1]):
                 trials = chosen.expand(len(levels), -1, -1).clone()  # trial 0: the codes so far
                 trials[1:, :, start:stop] = levels[1:, :, start:stop]
                 decoded = self.codec.decoder(q.scaled(trials[:, :, :frames].to(self.codec.device)))
