@@ -73,16 +73,18 @@ class FSQPolicy(nn.Module):
     def distribution(self, z: torch.Tensor) -> torch.distributions.Categorical:
         return torch.distributions.Categorical(logits=self.logits(z))
 
-    def sample(self, z: torch.Tensor, generator: torch.Generator | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sampled level indices [B, D, T] and their log-probability per frame [B, T]."""
-        probs = torch.softmax(self.logits(z), dim=-1)
+    def sample(self, z: torch.Tensor, generator: torch.Generator | None = None,
+               temperature: float | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled level indices [B, D, T] and their log-probability per frame [B, T], at the
+        policy's temperature unless another is given."""
+        probs = torch.softmax(self.logits(z, temperature), dim=-1)
         flat = probs.reshape(-1, probs.shape[-1])
         k = torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
-        return k, self.log_prob(z, k)
+        return k, self.log_prob(z, k, temperature)
 
-    def log_prob(self, z: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        logp = torch.log_softmax(self.logits(z), dim=-1)
+    def log_prob(self, z: torch.Tensor, k: torch.Tensor,
+                 temperature: float | torch.Tensor | None = None) -> torch.Tensor:
+        logp = torch.log_softmax(self.logits(z, temperature), dim=-1)
         return logp.gather(-1, k.unsqueeze(-1)).squeeze(-1).sum(1)
 
     def to_index(self, k: torch.Tensor) -> torch.Tensor:

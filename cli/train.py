@@ -502,12 +502,15 @@ def _load_stage1(weights: Path | None, device: str):
               help="Weight of the KL to the stage-1 policy (default 0.05).")
 @click.option("--mel-weight", type=click.FloatRange(min=0), default=None,
               help="Weight of the mel loss on the deterministic path (default 1.0).")
+@click.option("--heat", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="The draws' temperature as a multiple of the policy's (default 1; the "
+                   "search per segment draws at 4).")
 @click.option("--export/--no-export", default=True, show_default=True,
               help="Write the best encoder: as 'rl' into --weights, or (control) into the run dir.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def stage2(weights, cache, run_dir, control, steps, until, group_size, reward, lr, kl_weight,
-           mel_weight, export, threads, device):
+           mel_weight, heat, export, threads, device):
     """Stage 2: GRPO on the encoder with an ASR reward (decoder frozen)."""
     import torch
     from claricodec.asr import ASR, REWARD
@@ -521,7 +524,7 @@ def stage2(weights, cache, run_dir, control, steps, until, group_size, reward, l
     cfg = Stage2Config(control=control, reward=reward)
     cfg.steps = steps or cfg.steps
     cfg.group_size = group_size or cfg.group_size
-    for name, value in (("lr", lr), ("kl_weight", kl_weight), ("mel_weight", mel_weight)):
+    for name, value in (("lr", lr), ("kl_weight", kl_weight), ("mel_weight", mel_weight), ("heat", heat)):
         if value is not None:
             setattr(cfg, name, value)
     run_dir = run_dir or default_run_dir(control)
@@ -540,7 +543,7 @@ def stage2(weights, cache, run_dir, control, steps, until, group_size, reward, l
         training = {"stage": 2, "steps": trainer.step, "wall_hours": round(trainer.wall / 3600, 2),
                     "best_train_subset_error": trainer.best_error, "reward": reward,
                     "control": control, "lr": cfg.lr, "kl_weight": cfg.kl_weight,
-                    "mel_weight": cfg.mel_weight, "commit": _git_commit()}
+                    "mel_weight": cfg.mel_weight, "heat": cfg.heat, "commit": _git_commit()}
         if control:
             from claricodec.weights import save_encoder
             save_encoder(best, run_dir / "encoder-control.safetensors")

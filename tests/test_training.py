@@ -17,6 +17,8 @@ import pytest
 import soundfile as sf
 import torch
 
+import claricodec.train.stage2
+
 from claricodec.codec import CodecConfig
 from claricodec.quantizer import FSQPolicy
 from claricodec.train.stage1 import (SCORE_TERMS, Corpus, Stage1Config, Stage1Trainer,
@@ -427,3 +429,46 @@ def test_stage2_local_reward_credits_each_frame_with_its_neighbourhood(cache, ti
     trainer = Stage2Trainer(codec, cfg, cache, tmp_path / "run", FakeASR(), None)
     loss, stats = trainer.utterance_loss(0)
     assert torch.isfinite(loss) and stats["reward_std"] > 0
+
+
+def test_stage2_hotter_draws_move_more_codes_and_are_scored_at_their_own_temperature(
+        cache, tiny_weights, tmp_path, monkeypatch):
+    codec, _ = load_codec(tiny_weights, "stage1")
+    codec.quantizer.temperature.fill_(0.05)
+    shares, first_logps = {}, {}
+    real_policy_loss = claricodec.train.stage2.policy_loss
+
+    def recording_policy_loss(logp, old_logp, advantages, clip_eps):
+        first_logps[heat] = (logp.detach(), old_logp)
+        return real_policy_loss(logp, old_logp, advantages, clip_eps)
+
+    monkeypatch.setattr(claricodec.train.stage2, "policy_loss", recording_policy_loss)
+    for heat in (1.0, 8.0):
+        torch.manual_seed(0)
+        cfg = Stage2Config(steps=1, group_size=8, utterances_per_step=1, eval_count=2, heat=heat)
+        trainer = Stage2Trainer(codec, cfg, cache, tmp_path / f"run{heat}", FakeASR(), None)
+        assert torch.allclose(trainer.draw_temperature, torch.tensor(0.05 * heat))
+        _, stats = trainer.utterance_loss(0)
+        shares[heat] = stats["sample_share"]
+    assert shares[8.0] > 2 * shares[1.0] + 0.02
+    # Before any update the PPO ratio is exactly 1: the new log-probabilities are taken at
+    # the temperature the draws were made at.
+    for logp, old_logp in first_logps.values():
+        assert torch.allclose(logp, old_logp, atol=1e-5)
+
+
+def test_stage2_check_is_the_mean_per_clip_so_one_hallucinating_clip_counts_once(cache, tiny_weights,
+                                                                                 tmp_path):
+    codec, _ = load_codec(tiny_weights, "stage1")
+    cfg = Stage2Config(steps=1, group_size=2, utterances_per_step=1, eval_count=3)
+    trainer = Stage2Trainer(codec, cfg, cache, tmp_path / "run", FakeASR(), None)
+    trainer.reference_text = lambda i: f"CLIP {i} SAYS HELLO"
+    references = [trainer.reference_text(i) for i in trainer.eval_ids]
+    assert len(references) == 3
+
+    class Hallucinating(FakeASR):
+        def texts(self, clips, options=None):  # every clip heard right, the first five times over
+            return [" ".join([references[0]] * 5)] + references[1:]
+
+    trainer.asr = Hallucinating()
+    assert trainer.evaluate() == pytest.approx(1 / 3)  # its CER (4.0) clipped to 1, as the reward's
