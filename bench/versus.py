@@ -52,11 +52,17 @@ def main() -> None:
     parser.add_argument("hyps", help="JSONL written by bench/peers.py --save-hyps")
     parser.add_argument("--baseline", default=None,
                         help="another --save-hyps file of the same utterances (older weights)")
+    parser.add_argument("--baseline-system", default=CLARICODEC,
+                        help="which system of the baseline file is the baseline (default: its "
+                             "ClariCodec hypotheses; a session script may have named others)")
     parser.add_argument("--resamples", type=int, default=2000)
     args = parser.parse_args()
     rows = read_rows(args.hyps)
+    if CLARICODEC not in rows[0]["hyps"]:
+        raise SystemExit(f"{args.hyps}: no ClariCodec hypotheses ('{CLARICODEC}'); it has "
+                         f"{', '.join(rows[0]['hyps'])}")
     if args.baseline:
-        rows = with_baseline(rows, read_rows(args.baseline), args.baseline)
+        rows = with_baseline(rows, read_rows(args.baseline), args.baseline, args.baseline_system)
     print(markdown(rows, args.resamples))
 
 
@@ -68,9 +74,13 @@ def read_rows(path: str) -> list[dict]:
     return rows
 
 
-def with_baseline(rows: list[dict], baseline: list[dict], name: str) -> list[dict]:
-    """`rows` with the baseline file's ClariCodec hypothesis as the peer "baseline", and
-    its other systems (peers' hypotheses) where `rows` has none of that name."""
+def with_baseline(rows: list[dict], baseline: list[dict], name: str,
+                  system: str = CLARICODEC) -> list[dict]:
+    """`rows` with the baseline file's `system` hypothesis (ClariCodec's) as the peer
+    "baseline", and its other systems (peers' hypotheses) where `rows` has none of that name."""
+    if system not in baseline[0]["hyps"]:
+        raise SystemExit(f"{name}: no hypotheses of '{system}'; it has {', '.join(baseline[0]['hyps'])} "
+                         "(--baseline-system)")
     theirs = {r["id"]: r for r in baseline}
     if set(theirs) != {r["id"] for r in rows}:
         raise SystemExit(f"{name}: not the same utterances as the first file")
@@ -78,7 +88,7 @@ def with_baseline(rows: list[dict], baseline: list[dict], name: str) -> list[dic
         if theirs[row["id"]]["reference"] != row["reference"]:
             raise SystemExit(f"{name}: utterance {row['id']} has another reference")
         hyps = theirs[row["id"]]["hyps"]
-        row["hyps"]["baseline"] = hyps[CLARICODEC]
+        row["hyps"]["baseline"] = hyps[system]
         for peer, text in hyps.items():
             row["hyps"].setdefault(peer, text)
     return rows

@@ -71,6 +71,12 @@ def test_versus_compares_two_checkpoints_on_the_same_utterances(tmp_path):
     for other in (rows(["one"] * 3), [dict(r, reference="THREE") for r in rows(["one"] * 4)]):
         with pytest.raises(SystemExit, match="old.jsonl"):
             versus.with_baseline(rows(["one two"] * 4), other, "old.jsonl")
+    # A session script's file names its systems otherwise: pick one, or be told which there are.
+    script_file = [dict(r, hyps={"original": "one two", "plain": "one", "seg": "one two"}) for r in rows(["x"] * 4)]
+    merged = versus.with_baseline(rows(["one two"] * 4), script_file, "s.jsonl", "plain")
+    assert versus.compare(merged, "baseline", resamples=50)["diff"] == -50.0
+    with pytest.raises(SystemExit, match="no hypotheses of 'decoded'; it has original, plain, seg"):
+        versus.with_baseline(rows(["one two"] * 4), script_file, "s.jsonl")
 
 
 def test_encoders_compares_each_encoder_with_the_first_and_weights_mel_by_duration():
