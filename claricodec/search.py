@@ -122,7 +122,7 @@ class StatesSearch(ASRSearch):
     encoder states (the front's model, 50 Hz, last layer) are closest to the original's,
     mean cosine over frames; ties keep the argmax codes. No recogniser's words are
     compared, so there is no one recogniser's vocabulary to fit (the transcript judge's
-    gain was mostly what Whisper tiny.en in particular hears: README, search section)."""
+    gain was mostly what Whisper tiny.en in particular hears: docs/results.md, search section)."""
 
     def __init__(self, codec: Codec, candidates: int = 8, seed: int = 0, states=None,
                  segment_frames: int | None = None, heat: float | None = None):
