@@ -472,3 +472,19 @@ def test_stage2_check_is_the_mean_per_clip_so_one_hallucinating_clip_counts_once
 
     trainer.asr = Hallucinating()
     assert trainer.evaluate() == pytest.approx(1 / 3)  # its CER (4.0) clipped to 1, as the reward's
+
+
+def test_stage2_resumes_an_older_run_by_scoring_its_best_encoder_with_the_per_clip_check(
+        cache, tiny_weights, tmp_path):
+    codec, _ = load_codec(tiny_weights, "stage1")
+    cfg = Stage2Config(steps=1, group_size=2, utterances_per_step=1, eval_every=1, eval_count=2)
+    trainer = Stage2Trainer(codec, cfg, cache, tmp_path / "run", FakeASR(), None)
+    trainer.run()
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
+    del state["check"]  # as saved before session 24, when the best was a corpus error rate
+    state["best_error"] = 7.0
+    torch.save(state, tmp_path / "run" / "state.pt")
+    again = Stage2Trainer(load_codec(tiny_weights, "stage1")[0], cfg, cache, tmp_path / "run", FakeASR(), None)
+    assert again.resume()
+    again.codec.encoder.load_state_dict(again.best_state)
+    assert again.best_error == pytest.approx(again.evaluate())
