@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .codec import CONTEXT, Codec
+from .codec import CONTEXT, DECODE_CONTEXT, Codec
 from .textnorm import count_errors, normalize
 
 
@@ -106,15 +106,40 @@ class ASRSearch:
         if len(levels) > 1 and valid_samples > 0:
             original = window_audio[CONTEXT * hop:CONTEXT * hop + valid_samples]
             frames = -(-valid_samples // hop)
+            heard = self._decode(chosen[None, :, :frames])[0]  # the codes so far, decoded
             for start, stop in segment_spans(frames, self.segment_frames or frames, levels.shape[-1]):
-                trials = chosen.expand(len(levels), -1, -1).clone()  # trial 0: the codes so far
-                trials[1:, :, start:stop] = levels[1:, :, start:stop]
-                decoded = self.codec.decoder(q.scaled(trials[:, :, :frames].to(self.codec.device)))
-                best = self.best(original, decoded.float().cpu().numpy()[:, :valid_samples])
+                trials = chosen.expand(len(levels) - 1, -1, -1).clone()
+                trials[:, :, start:stop] = levels[1:, :, start:stop]
+                decoded = self._decode_changed(trials[:, :, :frames], heard, start, min(stop, frames))
+                unmoved = (trials[:, :, :frames] == chosen[None, :, :frames]).flatten(1).all(1).numpy()
+                decoded[unmoved] = heard  # a draw that moved nothing here ties with the codes so far
+                best = self.best(original, np.concatenate([heard[None], decoded])[:, :valid_samples])
                 self.choices += 1
                 self.chosen_sample += best > 0
-                chosen = trials[best]
+                if best > 0:  # trial 0 is the codes so far
+                    chosen, heard = trials[best - 1], decoded[best - 1]
         return q.to_index(chosen[None].to(self.codec.device))[0].cpu().numpy().astype(np.int64)
+
+    @torch.inference_mode()
+    def _decode(self, levels: torch.Tensor) -> np.ndarray:
+        """[N, D, T] levels -> [N, T * hop] audio."""
+        scaled = self.codec.quantizer.scaled(levels.to(self.codec.device))
+        return self.codec.decoder(scaled).float().cpu().numpy()
+
+    def _decode_changed(self, trials: torch.Tensor, heard: np.ndarray, start: int, stop: int
+                        ) -> np.ndarray:
+        """The audio of trials [N, D, frames] that differ from the codes so far (decoded:
+        `heard`) only in frames [start, stop). A frame's code reaches 12 frames of audio
+        either side (the decoder's receptive field, as the receiver's windowed decoding
+        relies on), so only those are decoded again, from a crop with as much margin again:
+        a 1 s segment of a 10 s window costs a third of the window's decode."""
+        hop, frames = self.codec.mode.hop, trials.shape[-1]
+        first, end = max(0, start - DECODE_CONTEXT), min(frames, stop + DECODE_CONTEXT)  # audio that can change
+        crop_first, crop_end = max(0, first - DECODE_CONTEXT), min(frames, end + DECODE_CONTEXT)
+        local = self._decode(trials[:, :, crop_first:crop_end])
+        out = np.repeat(heard[None], len(trials), axis=0)
+        out[:, first * hop:end * hop] = local[:, (first - crop_first) * hop:(end - crop_first) * hop]
+        return out
 
 
 class StatesSearch(ASRSearch):
@@ -164,11 +189,10 @@ def states_similarity_frames(original: np.ndarray, decoded: np.ndarray, states=N
     padded = np.zeros((len(decoded) + 1, length), np.float32)
     padded[0, :len(original)] = original
     padded[1:, :decoded.shape[1]] = decoded
-    unit = []
-    for row in padded:
-        key = hashlib.sha1(row.tobytes()).digest()
-        if key not in heard:
-            f = states.states_50hz(row)
+    keys = [hashlib.sha1(row.tobytes()).digest() for row in padded]
+    new = {key: row for key, row in zip(keys, padded) if key not in heard}
+    if new:  # one Whisper pass for all signals not heard yet
+        for key, f in zip(new, states.states_50hz_batch(np.stack(list(new.values())))):
             heard[key] = f / np.linalg.norm(f, axis=1, keepdims=True)
-        unit.append(heard[key])
+    unit = [heard[key] for key in keys]
     return np.stack([(u * unit[0]).sum(1) for u in unit[1:]])

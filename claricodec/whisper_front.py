@@ -69,12 +69,19 @@ class WhisperStates:
 
     def states_50hz(self, audio: np.ndarray) -> np.ndarray:
         """Audio (a multiple of 640 samples, at most 30 s) -> [len / 320, 384] float32, unpooled."""
-        frames = len(audio) // (2 * WHISPER_HOP)
+        return self.states_50hz_batch(np.asarray(audio)[None])[0]
+
+    def states_50hz_batch(self, audios: np.ndarray) -> np.ndarray:
+        """[N, S] signals of one length -> [N, S / 320, 384]: one pass for all N, which on
+        a CPU takes about half the time of N passes (7 signals of 4 s: 0.24 s against 0.44).
+        A row's states then match its own pass's to float32 round-off (~2e-4), not bit
+        for bit, so encoding (the codes themselves) always takes one window a pass."""
+        frames = audios.shape[1] // (2 * WHISPER_HOP)
         if not 0 < frames <= MAX_SECONDS * SAMPLE_RATE // (2 * WHISPER_HOP):
-            raise ValueError(f"Whisper states need 1 frame to {MAX_SECONDS} s of audio, got {len(audio)} samples")
-        mel = self.extractor(np.asarray(audio, dtype=np.float32))[:, :4 * frames]  # 100 Hz
-        view = self._ct2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
-        return np.asarray(self.model.encode(view, to_cpu=True))[0][:2 * frames].astype(np.float32)
+            raise ValueError(f"Whisper states need 1 frame to {MAX_SECONDS} s of audio, got {audios.shape[1]} samples")
+        mels = np.stack([self.extractor(np.asarray(row, dtype=np.float32))[:, :4 * frames] for row in audios])  # 100 Hz
+        view = self._ct2.StorageView.from_array(np.ascontiguousarray(mels, dtype=np.float32))
+        return np.asarray(self.model.encode(view, to_cpu=True))[:, :2 * frames].astype(np.float32)
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         """Audio (a multiple of 640 samples, at most 30 s) -> [len / 640, 384] float32."""

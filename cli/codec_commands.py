@@ -25,7 +25,7 @@ search_segment_option = click.option(
     help="With --search: choose per segment of this many seconds (left to right, each "
          "segment from whichever draw the judge prefers there, the draws hotter) instead of "
          "per 10 s window. 1: about three times the words a whole-window search brings back "
-         "(dev WER 38.8 -> 31.4 %), at a quarter of its speed (~1.2x real time on 2 cores).")
+         "(dev WER 38.8 -> 31.4 %), at a third of its speed (~2x real time on 2 cores).")
 
 
 def load(weights, encoder, device, search=1, asr=None, search_judge=None, search_segment=None):

@@ -180,9 +180,9 @@ class ScriptedStates:
     def __init__(self, frames):
         self.frames, self.calls = list(frames), []
 
-    def states_50hz(self, audio):
-        self.calls.append(len(audio))
-        return self.frames.pop(0)
+    def states_50hz_batch(self, audios):
+        self.calls += [len(audio) for audio in audios]
+        return np.stack([self.frames.pop(0) for _ in audios])
 
 
 def test_the_states_judge_keeps_the_candidate_closest_to_the_original(model, pcm):
@@ -282,9 +282,9 @@ class CountingStates:
         from claricodec.whisper_front import WhisperStates
         self.states, self.calls = WhisperStates.shared(1), 0
 
-    def states_50hz(self, audio):
-        self.calls += 1
-        return self.states.states_50hz(audio)
+    def states_50hz_batch(self, audios):
+        self.calls += len(audios)
+        return self.states.states_50hz_batch(audios)
 
 
 def test_the_states_judge_hears_each_signal_once_a_window_with_the_same_choices(model, pcm):
@@ -303,3 +303,21 @@ def test_the_states_judge_hears_each_signal_once_a_window_with_the_same_choices(
     assert np.array_equal(chosen, again)
     # The original and the codes so far are heard once: 1 + 4 + 3 + 3 instead of 3 x 5.
     assert plain.calls == 15 and memo.calls == 11
+
+
+def test_a_segment_is_decoded_again_only_where_its_codes_reach(model):
+    """_decode_changed splices a decode of the segment and its neighbourhood into the codes
+    so far: the same audio as decoding every trial whole."""
+    search = StatesSearch(model, candidates=4, segment_frames=25)
+    levels = torch.tensor(model.mode.levels)
+    generator = torch.Generator().manual_seed(3)
+    so_far = (torch.rand(len(levels), 120, generator=generator) * levels[:, None]).long()
+    trials = so_far.expand(3, -1, -1).clone()
+    for start, stop in [(0, 25), (50, 75), (100, 120)]:
+        trials[:, :, start:stop] = (torch.rand(3, len(levels), stop - start, generator=generator)
+                                    * levels[:, None]).long()
+        heard = search._decode(so_far[None])[0]
+        spliced = search._decode_changed(trials, heard, start, stop)
+        whole = search._decode(trials)
+        assert np.abs(spliced - whole).max() < 1e-4
+        trials[:] = so_far
