@@ -171,6 +171,9 @@ def main() -> None:
     parser.add_argument("--search-heat", type=float, default=None, metavar="FACTOR",
                         help="with --search: the draws' temperature as a multiple of the policy's "
                              "(default: 4 with --search-segment, else 1; session 22's figures: 1)")
+    parser.add_argument("--fixed-windows", action="store_true",
+                        help="encode a signal over 10 s in fixed 10 s windows, as before session 25, "
+                             "instead of phrase by phrase")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
     args = parser.parse_args()
@@ -201,7 +204,8 @@ def main() -> None:
     from claricodec.weights import WeightsError
     try:
         codec = ClariCodec(args.weights, args.encoder, search=args.search, search_judge=args.search_judge,
-                           search_segment=args.search_segment, search_heat=args.search_heat)
+                           search_segment=args.search_segment, search_heat=args.search_heat,
+                           phrases=not args.fixed_windows)
         if args.judge == "sphinx":
             from claricodec.sphinx_asr import SphinxASR
             asr = SphinxASR()

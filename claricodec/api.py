@@ -20,7 +20,7 @@ import numpy as np
 from . import bitstream
 from .audio import AudioError, prepare
 from .bitstream import FormatError, Header
-from .codec import WindowedDecoder, WindowedEncoder
+from .codec import PhraseEncoder, WindowedDecoder, WindowedEncoder
 from .modes import get_mode
 from .weights import load_codec, load_legacy_decoder
 
@@ -31,7 +31,8 @@ class ClariCodec:
     def __init__(self, weights: str | Path | None = None, encoder: str | Path | None = None,
                  device: str = "cpu", search: int = 1, asr: str | Path | None = None,
                  search_judge: str | None = None, search_segment: float | None = None,
-                 search_heat: float | None = None):
+                 search_heat: float | None = None,
+                 phrases: bool = True):
         """search > 1: encode-time search over that many code sequences per window, judged
         (search_judge="states", the default) by how close Whisper's encoder states of each
         decoded candidate are to the input's, or ("asr", the default when `asr` is given)
@@ -39,13 +40,17 @@ class ClariCodec:
         Whisper tiny.en; needs the [eval] extra). search_segment: seconds; choose per segment
         of that length instead of per 10 s window (more words through, slower). search_heat: the
         draws' temperature as a multiple of the policy's (default: search.HEAT_SEGMENTS with
-        segments, else 1). See search.py."""
+        segments, else 1). See search.py.
+        phrases: cut a signal longer than 10 s into phrases at its pauses and encode each as
+        a file of its own (codec.PhraseEncoder); False: fixed 10 s windows, as before
+        session 25. A signal of at most 10 s is encoded the same either way."""
         search_judge = search_judge or ("asr" if asr else "states")
         if search_judge not in ("asr", "states"):
             raise ValueError(f"search_judge must be 'asr' or 'states', not {search_judge!r}")
         if asr and search_judge == "states":
             raise ValueError("asr only matters with search_judge='asr'")
         self.model, self.info = load_codec(weights, encoder, device)
+        self.phrases = phrases
         self.mode = self.model.mode
         self.model_id = bytes.fromhex(self.info["model_id"])
         self._decoders = {self.model_id: self.model}  # model id -> codec that decodes it
@@ -83,7 +88,7 @@ class ClariCodec:
         default: a byte a frame; 2: entropy-coded, fewer bits, no CRC blocks).
         """
         mode = self.check_mode(mode)
-        encoder = WindowedEncoder(self.model, self.search)
+        encoder = (PhraseEncoder if self.phrases else WindowedEncoder)(self.model, self.search)
         if raw or not known_length:
             writer = bitstream.StreamWriter(self._header(0, block_crc, mode), raw=raw)
             pending_header = writer.start()  # sent with the first frames

@@ -1,11 +1,12 @@
 """The codec model: encoder + quantiser policy + decoder, and how audio is cut into windows.
 
-Codes are defined by fixed analysis windows (part of format version 1): every window is
-WINDOW frames of audio plus CONTEXT frames of real audio (or zeros before the start and
-after the end) on each side, encoded alone with batch size 1. The encoder's receptive
-field (about +-0.8 s) fits inside the context, and every window has the same shape, so a
-file, a pipe or any read size produce the same codes, in memory that does not grow with
-the input's length.
+Codes are defined by analysis windows: every window is WINDOW frames of audio plus CONTEXT
+frames on each side, encoded alone with batch size 1. WindowedEncoder cuts fixed windows
+(real audio as context, zeros before the start and after the end); PhraseEncoder, what
+files are encoded with since session 25, encodes a signal over one window phrase by
+phrase, each phrase in zeros as a file of its own. Either way every window has the same
+shape and the cuts depend only on the signal, so a file, a pipe or any read size produce
+the same codes, in memory that does not grow with the input's length.
 """
 from __future__ import annotations
 
@@ -249,3 +250,82 @@ class WindowedEncoder:
             self.frames_done += len(out[-1])
             self.buffer = self.buffer[WINDOW * self.hop:]
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+# Phrases: a signal longer than one window is encoded a phrase at a time (session 25).
+PAUSE_DB = 30.0  # a frame this far below the loudest of the next WINDOW frames is quiet
+PAUSE_FRAMES = 5  # a pause: at least this many quiet frames in a row (200 ms)
+MIN_PHRASE = 50  # frames (2 s): no cut before this
+
+
+def phrase_frames(audio: np.ndarray, hop: int, last: bool) -> int:
+    """Frames of the next phrase of `audio` (at most WINDOW frames of a longer signal, or,
+    `last`, all that is left of it): up to the middle of its first pause that ends at
+    least MIN_PHRASE frames in. With no such pause, a phrase that is not the last ends at
+    its quietest frame past MIN_PHRASE, and the last takes everything."""
+    whole = len(audio) // hop
+    total = -(-len(audio) // hop)
+    if whole <= MIN_PHRASE:
+        return total if last else whole
+    power = (np.asarray(audio[:whole * hop], np.float64).reshape(whole, hop) ** 2).mean(1)
+    level = np.convolve(10 * np.log10(power + 1e-10), np.ones(3) / 3, mode="same")
+    quiet = np.append(level < level.max() - PAUSE_DB, False)
+    run = 0
+    for i, q in enumerate(quiet):
+        if q:
+            run += 1
+        elif run >= PAUSE_FRAMES and i >= MIN_PHRASE:
+            return i - run // 2
+        else:
+            run = 0
+    if last:
+        return total
+    return MIN_PHRASE + int(np.argmin(level[MIN_PHRASE:])) + 1
+
+
+class PhraseEncoder(WindowedEncoder):
+    """WindowedEncoder for signals longer than one window, cut into phrases at pauses.
+
+    Each phrase (2-10 s) is encoded as if it were a file of its own: zeros before and
+    after it, the head reading only its frames. That is what the encoder was trained on:
+    the corpus's utterances are files of 1-10 s, one speaker saying one thing. A 10 s
+    window full of running speech gives Whisper's states another look, and coded that way
+    the same utterances lost 13 points of WER (docs/results.md, "Long files"). A signal of
+    at most one window is one phrase, encoded exactly as WindowedEncoder encodes it. The
+    cuts depend only on the signal, so a file, a pipe or any read size give the same
+    codes; memory stays one window."""
+
+    def __init__(self, codec: Codec, choose=None):
+        super().__init__(codec, choose)
+        self.buffer = np.zeros(0, dtype=np.float32)  # the signal from frame frames_done on
+
+    def push(self, audio: np.ndarray) -> np.ndarray:
+        self.total_samples += len(audio)
+        self.buffer = np.concatenate([self.buffer, np.asarray(audio, dtype=np.float32)])
+        out = []
+        while len(self.buffer) > WINDOW * self.hop:  # more than a window left: not the last phrase
+            frames = phrase_frames(self.buffer[:WINDOW * self.hop], self.hop, last=False)
+            out.append(self._encode_phrase(self.buffer[:frames * self.hop]))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def finish(self) -> np.ndarray:
+        out = []
+        while len(self.buffer):
+            frames = WINDOW if self.frames_done == 0 else phrase_frames(self.buffer, self.hop, last=True)
+            out.append(self._encode_phrase(self.buffer[:frames * self.hop]))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def _encode_phrase(self, phrase: np.ndarray) -> np.ndarray:
+        """Encode the phrase at the buffer's start as a file, and drop it from the buffer."""
+        window = np.zeros(self._window_samples(), dtype=np.float32)
+        window[CONTEXT * self.hop:CONTEXT * self.hop + len(phrase)] = phrase
+        frames = -(-len(phrase) // self.hop)
+        number, self.windows_done = self.windows_done, self.windows_done + 1
+        span = (CONTEXT, CONTEXT + frames)
+        if self.choose is None:
+            codes = self.codec.encode_window(window, span)
+        else:
+            codes = self.choose(window, number, len(phrase), span)
+        self.buffer = self.buffer[len(phrase):]
+        self.frames_done += frames
+        return codes[:frames]

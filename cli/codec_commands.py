@@ -28,13 +28,14 @@ search_segment_option = click.option(
          "(dev WER 38.8 -> 31.4 %), at a third of its speed (~2x real time on 2 cores).")
 
 
-def load(weights, encoder, device, search=1, asr=None, search_judge=None, search_segment=None):
+def load(weights, encoder, device, search=1, asr=None, search_judge=None, search_segment=None,
+         phrases=True):
     from claricodec.api import ClariCodec
     from claricodec.asr import ASRError
     from claricodec.weights import WeightsError
     try:
         codec = ClariCodec(weights, encoder, pick_device(device), search=search, asr=asr,
-                            search_judge=search_judge, search_segment=search_segment)
+                            search_judge=search_judge, search_segment=search_segment, phrases=phrases)
     except (WeightsError, ASRError) as err:
         fail(str(err))
     if codec.info.get("status") != "trained":
@@ -105,10 +106,13 @@ def run_jobs(source: str, target: str, out_suffix: str, force: bool, work) -> No
               help="With --search-judge asr: the judging ASR, a faster-whisper model name or path "
                    "(default: Whisper tiny.en, installed offline).")
 @search_segment_option
+@click.option("--fixed-windows", is_flag=True,
+              help="Encode a signal over 10 s in fixed 10 s windows (as until session 25), not "
+                   "phrase by phrase at its pauses (fewer words through; what `train targets` reads).")
 @device_option
 @force_option
 def encode(source, target, weights, encoder, crc, raw, mode, search, search_judge, asr, search_segment,
-           device, force):
+           fixed_windows, device, force):
     """Encode speech to a 200 bit/s .cc file (--mode 2: ~165 bit/s, variable).
 
     IN is any audio file soundfile can read (any rate, any channels), '-' for stdin, or a
@@ -127,7 +131,8 @@ def encode(source, target, weights, encoder, crc, raw, mode, search, search_judg
         fail("--search-judge only matters with --search N (N > 1)")
     if search_segment and search == 1:
         fail("--search-segment only matters with --search N (N > 1)")
-    codec = load(weights, encoder, device, search, asr, search_judge, search_segment)
+    codec = load(weights, encoder, device, search, asr, search_judge, search_segment,
+                 phrases=not fixed_windows)
     from claricodec.audio import AudioError
     from claricodec.stream_io import open_audio, resampled_blocks
 

@@ -59,3 +59,101 @@ def test_erased_frames_repeat_the_last_good_frame(model):
     assert np.array_equal(model.decode(indices, erased), model.decode(concealed))
     all_lost = model.decode(indices[:10], np.ones(10, bool))
     assert all_lost.shape == (6400,) and np.isfinite(all_lost).all()
+
+
+# --- phrases: a signal over one window, cut at its pauses (PhraseEncoder) ----------------
+
+def speech_like(rng, frames: int) -> np.ndarray:
+    return (rng.standard_normal(640 * frames) * 0.1).astype(np.float32)
+
+
+def test_a_phrase_ends_in_the_middle_of_its_first_pause_past_two_seconds():
+    from claricodec.codec import MIN_PHRASE, phrase_frames
+    rng = np.random.default_rng(4)
+    quiet = np.zeros(640 * 10, np.float32)  # 10 frames of silence
+    early, late = speech_like(rng, 30), speech_like(rng, 80)
+    # A pause before 2 s is no cut; the first one past it is cut in its middle.
+    audio = np.concatenate([early, quiet, late, quiet, speech_like(rng, 250)])[:640 * WINDOW]
+    assert phrase_frames(audio, 640, last=False) == 30 + 10 + 80 + 5
+    # No pause: a phrase that is not the last ends at its quietest frame past 2 s ...
+    flat = speech_like(rng, WINDOW)
+    flat[640 * 199:640 * 202] *= 0.01  # frames 199-201: quietest in the middle (levels are 3-frame means)
+    assert phrase_frames(flat, 640, last=False) == 201
+    # ... and the last takes all that is left, a part frame too.
+    assert phrase_frames(flat[:640 * 180 + 7], 640, last=True) == 181
+    assert phrase_frames(flat[:640 * (MIN_PHRASE - 1)], 640, last=True) == MIN_PHRASE - 1
+
+
+def test_phrases_are_encoded_as_files_of_their_own_and_short_signals_as_before(model):
+    from claricodec.codec import PhraseEncoder
+    hop = 640
+    seen = []
+
+    def choose(window, number, valid, span):  # records each window; codes that tell them apart
+        seen.append((window.copy(), number, valid, span))
+        return (np.arange(WINDOW) + 7 * number) % 256
+
+    def encode(audio, piece=10 ** 7):
+        seen.clear()
+        encoder = PhraseEncoder(model, choose)
+        parts = [encoder.push(audio[i:i + piece]) for i in range(0, len(audio), piece)]
+        return np.concatenate(parts + [encoder.finish()])
+
+    rng = np.random.default_rng(5)
+    short = speech_like(rng, 200)[:-100]
+    assert np.array_equal(encode(short), np.arange(200))  # one window, as WindowedEncoder makes it
+    plain = WindowedEncoder(model, lambda *args: seen.append(args) or np.zeros(WINDOW, np.int64))
+    plain.push(short), plain.finish()
+    (phrase_window, *phrase_rest), (window, *rest) = seen
+    assert np.array_equal(phrase_window, window) and phrase_rest == rest
+    pause = np.zeros(hop * 10, np.float32)
+    audio = np.concatenate([speech_like(rng, 120), pause, speech_like(rng, 150), pause,
+                            speech_like(rng, 90)[:-100]])
+    codes = encode(audio)
+    cuts = [0, 125, 125 + 5 + 150 + 5, -(-len(audio) // hop)]  # in the pauses' middles
+    assert len(seen) == 3 and len(codes) == cuts[-1]
+    for number, (window, got_number, valid, span) in enumerate(seen):
+        first, end = cuts[number], cuts[number + 1]
+        phrase = audio[first * hop:end * hop]
+        want = np.zeros((2 * CONTEXT + WINDOW) * hop, np.float32)  # zeros either side, as a file
+        want[CONTEXT * hop:CONTEXT * hop + len(phrase)] = phrase
+        assert np.array_equal(window, want)
+        assert (got_number, valid, span) == (number, len(phrase), (CONTEXT, CONTEXT + end - first))
+        assert np.array_equal(codes[first:end], (np.arange(end - first) + 7 * number) % 256)
+    for piece in (1000, hop * 250, hop * 251 + 3):  # any read size: the same cuts, the same codes
+        assert np.array_equal(encode(audio, piece), codes)
+
+
+def test_the_api_encodes_phrase_by_phrase_unless_told_otherwise(tiny_weights, monkeypatch):
+    import claricodec.api
+    from claricodec.api import ClariCodec
+    from claricodec.codec import PhraseEncoder
+    used = []
+    monkeypatch.setattr(claricodec.api, "PhraseEncoder", lambda *a: used.append("phrases") or PhraseEncoder(*a))
+    monkeypatch.setattr(claricodec.api, "WindowedEncoder", lambda *a: used.append("fixed") or WindowedEncoder(*a))
+    audio = speech_like(np.random.default_rng(6), 300)
+    ClariCodec(tiny_weights).encode(audio, 16000)
+    ClariCodec(tiny_weights, phrases=False).encode(audio, 16000)
+    assert used == ["phrases", "fixed"]
+
+
+def test_cli_encodes_long_files_phrase_by_phrase_unless_told_fixed_windows(weights_env, tmp_path, monkeypatch):
+    import soundfile as sf
+    from click.testing import CliRunner
+
+    import claricodec.api
+    from claricodec.cli.main import main
+    used = []
+    real = claricodec.api.ClariCodec.__init__
+
+    def spy(self, *args, **kwargs):
+        used.append(kwargs.get("phrases", True))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(claricodec.api.ClariCodec, "__init__", spy)
+    wav = tmp_path / "long.wav"
+    sf.write(wav, speech_like(np.random.default_rng(7), 300), 16000)
+    for flag in ([], ["--fixed-windows"]):
+        result = CliRunner().invoke(main, ["encode", *flag, str(wav), str(tmp_path / "x.cc"), "--force"])
+        assert result.exit_code == 0, result.output
+    assert used == [True, False]

@@ -48,7 +48,7 @@ def searched(weights: Path, speech, root: Path) -> tuple[Path, Path]:
     long = np.tile(audio, int(25 * rate / len(audio)) + 1)[:int(25.3 * rate)]
     from claricodec.audio import resample
     sf.write(root / "audio" / "sub" / "long.wav", resample(long, rate, 44100), 44100)
-    codec = ClariCodec(weights)
+    codec = ClariCodec(weights, phrases=False)  # what `train targets` replays: fixed windows
     codec.search = ASRSearch(codec.model, CyclingASR(), candidates=CANDIDATES)
     for name in ("short", "sub/long"):
         from claricodec.stream_io import open_audio, resampled_blocks

@@ -113,7 +113,8 @@ def collect(codec: Codec, pairs: Iterable[tuple[Path, Path]], out: Path, candida
             match = [c for c in range(len(cands)) if torch.equal(cands[c][:, :frames], held)]
             if not match:
                 raise TargetError(f"{code_path}: window {number} is none of the {candidates} candidates "
-                                  f"(searched with other weights, another --search N or seed?)")
+                                  f"(searched with other weights, another --search N or seed, or, for a file over 10 s, "
+                                  f"without encode --fixed-windows?)")
             expert = match[0]
             control = 0 if expert == 0 else rng.randrange(1, len(cands))
             moved += expert > 0
