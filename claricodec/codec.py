@@ -222,16 +222,19 @@ class WindowedEncoder:
         out = []
         while len(self.buffer) >= self._window_samples():
             window = self.buffer[:self._window_samples()]
-            out.append(self._encode_window(window, WINDOW * self.hop, len(window)))
+            out.append(self._encode_window(window, WINDOW * self.hop, self._span(len(window))))
             self.buffer = self.buffer[WINDOW * self.hop:]
             self.frames_done += WINDOW
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
-    def _encode_window(self, window: np.ndarray, valid_samples: int, signal_end: int) -> np.ndarray:
-        """`signal_end`: samples of the window up to the signal's end (all of it but in the
-        last window)."""
+    def _span(self, signal_end: int) -> tuple[int, int]:
+        """The frames of the next fixed window that hold the signal. `signal_end`: samples
+        of the window up to the signal's end (all of it but in the last window)."""
+        return (CONTEXT if self.windows_done == 0 else 0, -(-signal_end // self.hop))
+
+    def _encode_window(self, window: np.ndarray, valid_samples: int, span: tuple[int, int]
+                       ) -> np.ndarray:
         number, self.windows_done = self.windows_done, self.windows_done + 1
-        span = (CONTEXT if number == 0 else 0, -(-signal_end // self.hop))
         if self.choose is None:
             return self.codec.encode_window(window, span)
         return self.choose(window, number, valid_samples, span)
@@ -245,7 +248,7 @@ class WindowedEncoder:
             take = min(len(self.buffer), len(window))
             window[:take] = self.buffer[:take]
             valid = min(WINDOW * self.hop, self.total_samples - self.frames_done * self.hop)
-            codes = self._encode_window(window, valid, take)
+            codes = self._encode_window(window, valid, self._span(take))
             out.append(codes[:frames_total - self.frames_done])
             self.frames_done += len(out[-1])
             self.buffer = self.buffer[WINDOW * self.hop:]
@@ -320,12 +323,7 @@ class PhraseEncoder(WindowedEncoder):
         window = np.zeros(self._window_samples(), dtype=np.float32)
         window[CONTEXT * self.hop:CONTEXT * self.hop + len(phrase)] = phrase
         frames = -(-len(phrase) // self.hop)
-        number, self.windows_done = self.windows_done, self.windows_done + 1
-        span = (CONTEXT, CONTEXT + frames)
-        if self.choose is None:
-            codes = self.codec.encode_window(window, span)
-        else:
-            codes = self.choose(window, number, len(phrase), span)
+        codes = self._encode_window(window, len(phrase), (CONTEXT, CONTEXT + frames))
         self.buffer = self.buffer[len(phrase):]
         self.frames_done += frames
         return codes[:frames]
