@@ -13,6 +13,11 @@ and scored on its own, by the same ASR and settings as `claricodec eval`. The --
 file has the format of `peers.py --save-hyps` (ClariCodec as "decoded"), so
 `bench/versus.py F --baseline G` compares two settings utterance by utterance.
 Prints a Markdown summary on stdout, progress on stderr.
+
+`--per-file 1 --gap 0 --lead 0.02` codes each utterance as its own file with 20 ms of
+silence before it: half a frame, so every frame boundary moves against the speech. On
+speakers the encoder never heard that changes nothing measurable; on train utterances it
+costs 3 points, which is memorisation (docs/results.md, "Long files").
 """
 from __future__ import annotations
 
@@ -29,17 +34,17 @@ from claricodec.evaluate import ORIGINAL, RATE, Result, save_hyps, summarize
 CLARICODEC = "decoded"
 
 
-def join(rows: list[dict], gap: float) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """The utterances end to end with `gap` s of silence after each -> (signal, [(first
-    sample, end sample)] of each)."""
+def join(rows: list[dict], gap: float, lead: float = 0.0) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The utterances end to end, each with `lead` s of silence before it and `gap` s
+    after it -> (signal, [(first sample, end sample)] of each)."""
     from claricodec.audio import load_audio
     pieces, spans, at = [], [], 0
-    silence = np.zeros(round(gap * RATE), np.float32)
+    before, after = (np.zeros(round(s * RATE), np.float32) for s in (lead, gap))
     for row in rows:
         audio = load_audio(row["path"], RATE)
-        spans.append((at, at + len(audio)))
-        pieces += [audio, silence]
-        at += len(audio) + len(silence)
+        spans.append((at + len(before), at + len(before) + len(audio)))
+        pieces += [before, audio, after]
+        at += len(before) + len(audio) + len(after)
     return np.concatenate(pieces), spans
 
 
@@ -48,6 +53,7 @@ def main() -> None:
     parser.add_argument("manifest", help="JSONL manifest (id, path, text, source), e.g. from bench/heldout.py")
     parser.add_argument("--per-file", type=int, default=10, help="utterances joined into one file")
     parser.add_argument("--gap", type=float, default=0.5, help="seconds of silence after each utterance")
+    parser.add_argument("--lead", type=float, default=0.0, help="seconds of silence before each utterance")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--search", type=int, default=1, help="encode --search N (1: plain)")
     parser.add_argument("--search-segment", type=float, default=None, metavar="SECONDS")
@@ -70,7 +76,7 @@ def main() -> None:
     results, encode_s, decode_s, seconds, nbytes = [], 0.0, 0.0, 0.0, 0
     groups = [rows[i:i + args.per_file] for i in range(0, len(rows), args.per_file)]
     for number, group in enumerate(groups, 1):
-        signal, spans = join(group, args.gap)
+        signal, spans = join(group, args.gap, args.lead)
         start = time.perf_counter()
         data = codec.encode(signal, RATE)
         middle = time.perf_counter()
@@ -100,7 +106,8 @@ def main() -> None:
     if args.save_hyps:
         save_hyps(results, args.save_hyps)
     overall = summarize(results, [CLARICODEC])["all"]
-    print(f"{len(groups)} files of {args.per_file} utterances ({seconds / 60:.1f} min), "
+    print(f"{len(groups)} files of {args.per_file} utterances ({seconds / 60:.1f} min; "
+          f"{args.lead:g} s of silence before each, {args.gap:g} s after), "
           f"`--search {args.search}`" + (f" `--search-segment {args.search_segment:g}`" if args.search_segment else "")
           + (", fixed 10 s windows" if args.fixed_windows else ", phrase by phrase")
           + f"; ASR tiny.en (beam 5, 30 s window), {args.threads} thread(s)\n")
