@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--fixed-windows", action="store_true",
                         help="encode a signal over 10 s in fixed 10 s windows, as before session 25, "
                              "instead of phrase by phrase")
+    parser.add_argument("--phase-search", action="store_true", help="encode --phase-search")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save-hyps", type=Path, default=None)
     args = parser.parse_args()
@@ -71,7 +72,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = [json.loads(line) for line in Path(args.manifest).read_text().splitlines() if line.strip()]
     codec = ClariCodec(args.weights, search=args.search, search_segment=args.search_segment,
-                       phrases=not args.fixed_windows)
+                       phrases=not args.fixed_windows, phase_search=args.phase_search)
     asr = ASR(threads=args.threads)
     results, encode_s, decode_s, seconds, nbytes = [], 0.0, 0.0, 0.0, 0
     groups = [rows[i:i + args.per_file] for i in range(0, len(rows), args.per_file)]
@@ -110,6 +111,7 @@ def main() -> None:
           f"{args.lead:g} s of silence before each, {args.gap:g} s after), "
           f"`--search {args.search}`" + (f" `--search-segment {args.search_segment:g}`" if args.search_segment else "")
           + (", fixed 10 s windows" if args.fixed_windows else ", phrase by phrase")
+          + (", `--phase-search`" if args.phase_search else "")
           + f"; ASR tiny.en (beam 5, 30 s window), {args.threads} thread(s)\n")
     print("| system | WER % | CER % | bit/s (files) | encode × real time | decode × real time |")
     print("|---|---:|---:|---:|---:|---:|")

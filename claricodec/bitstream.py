@@ -7,7 +7,9 @@ Layout, all multi-byte fields big-endian, bits MSB first:
 
     magic        2 B   b"CC"
     version|mode 1 B   high nibble = format version (1), low nibble = mode id
-    flags        1 B   bit 7 = a CRC-8 follows every block of 25 frames; bits 0-6 are zero
+    flags        1 B   bit 7 = a CRC-8 follows every block of 25 frames; bit 6 = lead:
+                       the frames code half a frame of silence and then the signal, so
+                       the decoder drops its first hop / 2 samples; bits 0-5 are zero
     model id     4 B   which decoder weights + quantiser the codes are for
     samples      varint (LEB128) number of 16 kHz output samples; 0 = unknown (a stream)
     header crc   1 B   CRC-8 of all header bytes before it
@@ -34,6 +36,7 @@ from .modes import Mode, get_mode
 MAGIC = b"CC"
 VERSION = 1
 FLAG_BLOCK_CRC = 0x80
+FLAG_LEAD = 0x40  # the encoder put half a frame of silence before the signal (phase search)
 BLOCK_FRAMES = 25  # one second of mode-1 frames per CRC block
 MAX_VARINT_BYTES = 5  # 2**35 samples is over 24 days of audio
 
@@ -49,13 +52,18 @@ class Header:
     num_samples: int  # 0 = unknown
     block_crc: bool = False
     version: int = VERSION
+    lead: bool = False  # FLAG_LEAD: drop the decoder's first lead_samples
+
+    @property
+    def lead_samples(self) -> int:
+        return get_mode(self.mode).hop // 2 if self.lead else 0
 
     @property
     def num_frames(self) -> int | None:
         if self.num_samples == 0:
             return None
         hop = get_mode(self.mode).hop
-        return -(-self.num_samples // hop)
+        return -(-(self.lead_samples + self.num_samples) // hop)
 
 
 def crc8(data: bytes) -> int:
@@ -92,7 +100,7 @@ def encode_header(header: Header) -> bytes:
         Bits.from_bytes(MAGIC),
         Bits.from_dtype("u4", header.version),
         Bits.from_dtype("u4", header.mode),
-        Bits.from_dtype("u8", FLAG_BLOCK_CRC if header.block_crc else 0),
+        Bits.from_dtype("u8", (FLAG_BLOCK_CRC if header.block_crc else 0) | (FLAG_LEAD if header.lead else 0)),
         Bits.from_bytes(bytes(header.model_id)),
     ])
     body = fixed.to_bytes() + _encode_varint(header.num_samples)
@@ -114,7 +122,7 @@ def decode_header(data: bytes) -> tuple[Header, int]:
         get_mode(mode)
     except ValueError as err:
         raise FormatError(str(err)) from None
-    if flags & ~FLAG_BLOCK_CRC:
+    if flags & ~(FLAG_BLOCK_CRC | FLAG_LEAD):
         raise FormatError(f"unknown header flags 0x{flags:02x}")
     if flags & FLAG_BLOCK_CRC and get_mode(mode).entropy_coded:
         raise FormatError(f"corrupt .cc header (mode {mode} has no CRC blocks)")
@@ -137,7 +145,8 @@ def decode_header(data: bytes) -> tuple[Header, int]:
     if crc8(data[:pos]) != data[pos]:
         raise FormatError("corrupt .cc header (CRC mismatch)")
     header = Header(mode=mode, model_id=model_id, num_samples=num_samples,
-                    block_crc=bool(flags & FLAG_BLOCK_CRC), version=version)
+                    block_crc=bool(flags & FLAG_BLOCK_CRC), version=version,
+                    lead=bool(flags & FLAG_LEAD))
     return header, pos + 1
 
 
