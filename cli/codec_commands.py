@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -154,13 +155,16 @@ def encode(source, target, weights, encoder, crc, raw, mode, search, search_judg
         try:
             reader = open_audio(job.source if job.source != STDIO else sys.stdin.buffer)
             blocks = resampled_blocks(reader, codec.mode.sample_rate)
-            if single:
+            if single and not phase_search:
                 blocks = track_audio(blocks, reader.seconds, codec.mode.sample_rate, "encoding")
             # From a pipe the length is unknown until the end: stream with an
             # unknown-length header, so an endless input keeps producing frames.
             pieces = codec.encode_blocks(blocks, block_crc=crc, raw=raw, mode=int(mode),
                                          known_length=job.source != STDIO)
-            with output_file(job.target) as out:
+            # Phase search reads the whole signal before it codes anything: a spinner, not a bar.
+            busy = (console.status(f"{name}: coding twice, 20 ms apart, and judging")
+                    if single and phase_search else nullcontext())
+            with busy, output_file(job.target) as out:
                 for piece in pieces:
                     out.write(piece)
                     out.flush()
