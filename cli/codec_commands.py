@@ -114,9 +114,9 @@ def run_jobs(source: str, target: str, out_suffix: str, force: bool, work) -> No
 @click.option("--phase-search", is_flag=True,
               help="Encode twice, as is and with the frames moved 20 ms against the speech, "
                    "and keep the one Whisper's encoder states find closer to the input (fewer "
-                   "word errors, twice the encoding time; the header says which, so any receiver "
-                   "of this version decodes it). Needs a file input and a header (not - or --raw); "
-                   "holds the whole signal in memory.")
+                   "word errors, 3x the encoding time; no gain on top of --search-segment; the "
+                   "header says which, so any decoder of this version or later plays it). Needs a "
+                   "file input and a header (not - or --raw); holds the whole signal in memory.")
 @device_option
 @force_option
 def encode(source, target, weights, encoder, crc, raw, mode, search, search_judge, asr, search_segment,
