@@ -174,6 +174,8 @@ def main() -> None:
     parser.add_argument("--fixed-windows", action="store_true",
                         help="encode a signal over 10 s in fixed 10 s windows, as before session 25, "
                              "instead of phrase by phrase")
+    parser.add_argument("--phase-search", action="store_true",
+                        help="ClariCodec encodes as `claricodec encode --phase-search` does")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
     args = parser.parse_args()
@@ -205,7 +207,7 @@ def main() -> None:
     try:
         codec = ClariCodec(args.weights, args.encoder, search=args.search, search_judge=args.search_judge,
                            search_segment=args.search_segment, search_heat=args.search_heat,
-                           phrases=not args.fixed_windows)
+                           phrases=not args.fixed_windows, phase_search=args.phase_search)
         if args.judge == "sphinx":
             from claricodec.sphinx_asr import SphinxASR
             asr = SphinxASR()
