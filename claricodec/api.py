@@ -48,7 +48,7 @@ class ClariCodec:
         phase_search: encode the whole signal twice, as it is and after half a frame of
         silence (every frame boundary moved by 20 ms against the speech), and keep the one
         whose decoded audio Whisper's encoder states find closer to the input (header flag
-        "lead"; docs/results.md, "Frame phase"). Twice the encoding time; needs the whole
+        "lead"; docs/results.md, "Frame phase"). About 3x the encoding time; needs the whole
         signal and a header (not raw, not a stream of unknown length)."""
         search_judge = search_judge or ("asr" if asr else "states")
         if search_judge not in ("asr", "states"):
