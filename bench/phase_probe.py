@@ -3,13 +3,11 @@
 
     python3 bench/long_files.py M --per-file 1 --gap 0 --save-hyps A.jsonl
     python3 bench/long_files.py M --per-file 1 --gap 0 --lead 0.02 --save-hyps B.jsonl
-    python3 bench/phase_probe.py M A.jsonl B.jsonl --lead 0.02
+    python3 bench/phase_probe.py M A.jsonl B.jsonl
 
-Each utterance is coded twice, as is and with `--lead` s of silence before it (frames
-moved against the speech), decoded, and cut back to its own samples; the encode-time
-search's states judge (`search.states_similarity`: Whisper's encoder states of each
-decoded signal against the original's) picks one of the two, and the transcripts that
-long_files.py saved for each score the pick. Prints WER as coded, with the other phase,
+Each utterance goes through `encode --phase-search`'s choice (`ClariCodec._phase_choice`:
+coded as is and after 20 ms of silence, both decoded, the states judge keeps one), and the
+transcripts that long_files.py saved for the two codings score the pick. Prints WER as coded, with the other phase,
 the judge's pick, and the better of the two (an oracle), with paired 95 % intervals.
 """
 from __future__ import annotations
@@ -18,8 +16,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from claricodec.evaluate import RATE, errors_of, load_hyps, wer_difference
 
@@ -30,8 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("manifest", help="the JSONL manifest both long_files.py runs read")
     parser.add_argument("as_is", type=Path, help="long_files.py --save-hyps of the run without --lead")
-    parser.add_argument("moved", type=Path, help="... of the run with --lead")
-    parser.add_argument("--lead", type=float, default=0.02, help="the --lead of the second run")
+    parser.add_argument("moved", type=Path, help="... of the run with --lead 0.02 (half a frame)")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -40,23 +35,15 @@ def main() -> None:
 
     from claricodec.api import ClariCodec
     from claricodec.audio import load_audio
-    from claricodec.search import states_similarity
     torch.set_num_threads(args.threads)
     rows = {row["id"]: row for row in map(json.loads, Path(args.manifest).read_text().splitlines())}
     as_is, moved = load_hyps(args.as_is), load_hyps(args.moved)
     if [r.id for r in as_is] != [r.id for r in moved] or not set(r.id for r in as_is) <= set(rows):
         sys.exit("phase_probe.py: the two hyps files must be runs over the same manifest")
-    codec, lead = ClariCodec(args.weights), round(args.lead * RATE)
+    codec = ClariCodec(args.weights, phase_search=True)
     judged_moved = []
     for number, result in enumerate(as_is, 1):
-        audio = load_audio(rows[result.id]["path"], RATE)
-        decoded = []
-        for before in (0, lead):
-            signal = np.concatenate([np.zeros(before, np.float32), audio])
-            out, _ = codec.decode(codec.encode(signal, RATE))
-            decoded.append(out[before:before + len(audio)])
-        similarity = states_similarity(audio, np.stack(decoded))
-        judged_moved.append(bool(similarity[1] > similarity[0]))  # ties keep the frames as they are
+        judged_moved.append(codec._phase_choice(load_audio(rows[result.id]["path"], RATE))[1])
         if number % 50 == 0:
             print(f"{number}/{len(as_is)}", file=sys.stderr)
     first, second = errors_of(as_is, CLARICODEC), errors_of(moved, CLARICODEC)
@@ -67,7 +54,7 @@ def main() -> None:
           f"{sum(a.word_errors != b.word_errors for a, b in zip(first, second))} differ in word errors\n")
     print("| coded | WER % | against as is, points [95 % CI] |")
     print("|---|---:|---|")
-    for name, errors in (("as is", first), (f"{args.lead:g} s later", second),
+    for name, errors in (("as is", first), ("20 ms later", second),
                          ("the states judge's pick", picked), ("the better of the two (oracle)", oracle)):
         wer = 100 * sum(e.word_errors for e in errors) / words
         diff, low, high = wer_difference(errors, first) if errors is not first else (None, None, None)
