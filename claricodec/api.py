@@ -139,7 +139,7 @@ class ClariCodec:
         """The signal's codes as it is and after half a frame of silence -> the codes
         the states judge prefers, and whether they are the latter (header flag lead)."""
         from .search import pick_phase
-        lead = self.mode.hop // 2
+        lead = bitstream.lead_samples(self.mode)
         heard, candidates = [], []
         for before in (0, lead):
             encoder = self._encoder()

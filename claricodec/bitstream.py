@@ -56,7 +56,7 @@ class Header:
 
     @property
     def lead_samples(self) -> int:
-        return get_mode(self.mode).hop // 2 if self.lead else 0
+        return lead_samples(get_mode(self.mode)) if self.lead else 0
 
     @property
     def num_frames(self) -> int | None:
@@ -64,6 +64,11 @@ class Header:
             return None
         hop = get_mode(self.mode).hop
         return -(-(self.lead_samples + self.num_samples) // hop)
+
+
+def lead_samples(mode: Mode) -> int:
+    """The silence that flag bit 6 (lead) says the frames start with: half a frame."""
+    return mode.hop // 2
 
 
 def crc8(data: bytes) -> int:

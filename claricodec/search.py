@@ -210,8 +210,4 @@ def pick_phase(original: np.ndarray, decoded: list[np.ndarray], states=None) -> 
         piece = original[start:start + PHASE_CHUNK]
         candidates = np.stack([signal[start:start + PHASE_CHUNK] for signal in decoded])
         totals += states_similarity(piece, candidates, states) * len(piece)
-    best = 0
-    for index, total in enumerate(totals):
-        if total > totals[best]:
-            best = index
-    return best
+    return int(np.argmax(totals))  # the first of equal maxima

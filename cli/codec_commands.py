@@ -275,7 +275,8 @@ def info(source, weights):
     click.echo(f"block crc:   {'yes' if header.block_crc else 'no'}"
                + (f" ({len(stream.bad_frames)} frames in failed blocks)" if stream.bad_frames else ""))
     if header.lead:
-        click.echo("lead:        yes: the frames start 20 ms before the signal (--phase-search)")
+        click.echo(f"lead:        yes: the frames start {1000 * header.lead_samples / mode.sample_rate:g} ms "
+                   "before the signal (--phase-search)")
     click.echo(f"model id:    {header.model_id.hex()}" + _model_note(header.model_id.hex(), weights))
 
 
