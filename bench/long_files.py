@@ -60,7 +60,9 @@ def main() -> None:
     parser.add_argument("--fixed-windows", action="store_true",
                         help="encode a signal over 10 s in fixed 10 s windows, as before session 25, "
                              "instead of phrase by phrase")
-    parser.add_argument("--phase-search", action="store_true", help="encode --phase-search")
+    parser.add_argument("--phase-search", type=int, nargs="?", const=2, default=1, metavar="PHASES",
+                        help="ClariCodec encodes as `claricodec encode --phase-search` does (2 frame "
+                             "phases a phrase; PHASES: that many)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save-hyps", type=Path, default=None)
     args = parser.parse_args()
@@ -111,7 +113,7 @@ def main() -> None:
           f"{args.lead:g} s of silence before each, {args.gap:g} s after), "
           f"`--search {args.search}`" + (f" `--search-segment {args.search_segment:g}`" if args.search_segment else "")
           + (", fixed 10 s windows" if args.fixed_windows else ", phrase by phrase")
-          + (", `--phase-search`" if args.phase_search else "")
+          + (f", `--phase-search {args.phase_search}`" if args.phase_search > 1 else "")
           + f"; ASR tiny.en (beam 5, 30 s window), {args.threads} thread(s)\n")
     print("| system | WER % | CER % | bit/s (files) | encode × real time | decode × real time |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -174,8 +174,9 @@ def main() -> None:
     parser.add_argument("--fixed-windows", action="store_true",
                         help="encode a signal over 10 s in fixed 10 s windows, as before session 25, "
                              "instead of phrase by phrase")
-    parser.add_argument("--phase-search", action="store_true",
-                        help="ClariCodec encodes as `claricodec encode --phase-search` does")
+    parser.add_argument("--phase-search", type=int, nargs="?", const=2, default=1, metavar="PHASES",
+                        help="ClariCodec encodes as `claricodec encode --phase-search` does (2 frame "
+                             "phases a phrase; PHASES: that many)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
     args = parser.parse_args()
@@ -246,7 +247,8 @@ def main() -> None:
                 f"ClariCodec weights {codec.info.get('model_id')} ({codec.info.get('status')})"
                 f"{f', encode --search {args.search}' if args.search > 1 else ''}"
                 f"{f' --search-segment {args.search_segment:g}' if args.search_segment else ''}"
-                f"{f' (heat {codec.search.heat:g})' if args.search > 1 else ''}; "
+                f"{f' (heat {codec.search.heat:g})' if args.search > 1 else ''}"
+                f"{f', --phase-search {args.phase_search}' if args.phase_search > 1 else ''}; "
                 f"{args.threads} CPU thread(s)")
     if args.json:
         print(json.dumps({"manifest": str(args.manifest), "asr": asr.config | {

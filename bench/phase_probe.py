@@ -5,9 +5,11 @@
     python3 bench/long_files.py M --per-file 1 --gap 0 --lead 0.02 --save-hyps B.jsonl
     python3 bench/phase_probe.py M A.jsonl B.jsonl
 
-Each utterance goes through `encode --phase-search`'s choice (`ClariCodec._phase_choice`:
-coded as is and after 20 ms of silence, both decoded, the states judge keeps one), and the
-transcripts that long_files.py saved for the two codings score the pick. Prints WER as coded, with the other phase,
+Each utterance goes through `encode --phase-search`'s choice (`phase.PhasedEncoder`: coded
+as is and delayed 20 ms in its frames, both decoded, the states judge keeps one), and the
+transcripts that long_files.py saved for the two codings score the pick. (20 ms of silence
+before an utterance codes it as a 20 ms delay does, but for the frame that silence adds
+at the end, where dev's utterances are silent.) Prints WER as coded, with the other phase,
 the judge's pick, and the better of the two (an oracle), with paired 95 % intervals.
 """
 from __future__ import annotations
@@ -43,7 +45,10 @@ def main() -> None:
     codec = ClariCodec(args.weights, phase_search=True)
     judged_moved = []
     for number, result in enumerate(as_is, 1):
-        judged_moved.append(codec._phase_choice(load_audio(rows[result.id]["path"], RATE))[1])
+        encoder = codec._encoder()  # a PhasedEncoder; an utterance under 10 s is one phrase
+        encoder.push(load_audio(rows[result.id]["path"], RATE))
+        encoder.finish()
+        judged_moved.append(encoder.chosen[0] > 0)
         if number % 50 == 0:
             print(f"{number}/{len(as_is)}", file=sys.stderr)
     first, second = errors_of(as_is, CLARICODEC), errors_of(moved, CLARICODEC)

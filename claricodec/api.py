@@ -11,7 +11,6 @@ object and use encode_blocks / decode_blocks.
 from __future__ import annotations
 
 import io
-from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -23,6 +22,7 @@ from .audio import AudioError, prepare
 from .bitstream import FormatError, Header
 from .codec import PhraseEncoder, WindowedDecoder, WindowedEncoder
 from .modes import get_mode
+from .phase import PhasedEncoder
 from .weights import load_codec, load_legacy_decoder
 
 
@@ -33,7 +33,7 @@ class ClariCodec:
                  device: str = "cpu", search: int = 1, asr: str | Path | None = None,
                  search_judge: str | None = None, search_segment: float | None = None,
                  search_heat: float | None = None,
-                 phrases: bool = True, phase_search: bool = False):
+                 phrases: bool = True, phase_search: bool | int = False):
         """search > 1: encode-time search over that many code sequences per window, judged
         (search_judge="states", the default) by how close Whisper's encoder states of each
         decoded candidate are to the input's, or ("asr", the default when `asr` is given)
@@ -45,11 +45,11 @@ class ClariCodec:
         phrases: cut a signal longer than 10 s into phrases at its pauses and encode each as
         a file of its own (codec.PhraseEncoder); False: fixed 10 s windows, as before
         session 25. A signal of at most 10 s is encoded the same either way.
-        phase_search: encode the whole signal twice, as it is and after half a frame of
-        silence (every frame boundary moved by 20 ms against the speech), and keep the one
-        whose decoded audio Whisper's encoder states find closer to the input (header flag
-        "lead"; docs/results.md, "Frame phase"). About 3x the encoding time; needs the whole
-        signal and a header (not raw, not a stream of unknown length)."""
+        phase_search: code each phrase at two frame phases (True; or an int: that many,
+        spread over a frame), decode each, and keep the one whose decoded audio Whisper's
+        encoder states find closer to the input (phase.py; docs/results.md, "Frame phase").
+        Nothing is signalled: any decoder plays the file, the same bits. About 3x the
+        encoding time with two phases; not with phrases=False."""
         search_judge = search_judge or ("asr" if asr else "states")
         if search_judge not in ("asr", "states"):
             raise ValueError(f"search_judge must be 'asr' or 'states', not {search_judge!r}")
@@ -57,7 +57,11 @@ class ClariCodec:
             raise ValueError("asr only matters with search_judge='asr'")
         self.model, self.info = load_codec(weights, encoder, device)
         self.phrases = phrases
-        self.phase_search = phase_search
+        self.phases = int(phase_search) + 1 if isinstance(phase_search, bool) else phase_search
+        if self.phases < 1:
+            raise ValueError("phase_search must be True, False or a number of phases (1 or more)")
+        if self.phases > 1 and not phrases:
+            raise ValueError("phase search works phrase by phrase: not with fixed windows")
         self.mode = self.model.mode
         self.model_id = bytes.fromhex(self.info["model_id"])
         self._decoders = {self.model_id: self.model}  # model id -> codec that decodes it
@@ -95,17 +99,6 @@ class ClariCodec:
         default: a byte a frame; 2: entropy-coded, fewer bits, no CRC blocks).
         """
         mode = self.check_mode(mode)
-        if self.phase_search:
-            if raw or not known_length:
-                raise ValueError("phase search needs a header and the whole signal: "
-                                 "not with raw output or a stream of unknown length")
-            signal = np.concatenate([np.zeros(0, np.float32)] + [np.asarray(b, np.float32) for b in blocks])
-            if len(signal) == 0:
-                raise AudioError("audio is empty")
-            indices, lead = self._phase_choice(signal)
-            header = replace(self._header(len(signal), block_crc, mode), lead=lead)
-            yield bitstream.write_stream(header, indices.tolist())
-            return
         encoder = self._encoder()
         if raw or not known_length:
             writer = bitstream.StreamWriter(self._header(0, block_crc, mode), raw=raw)
@@ -133,24 +126,11 @@ class ClariCodec:
         yield bitstream.write_stream(header, np.concatenate(parts).tolist())
 
     def _encoder(self) -> WindowedEncoder:
+        """A fresh encoder for one signal: phrase by phrase (at several frame phases with
+        phase search), or in fixed windows."""
+        if self.phases > 1:
+            return PhasedEncoder(self.model, self.search, self.phases)
         return (PhraseEncoder if self.phrases else WindowedEncoder)(self.model, self.search)
-
-    def _phase_choice(self, signal: np.ndarray) -> tuple[np.ndarray, bool]:
-        """The signal's codes as it is and after half a frame of silence -> the codes
-        the states judge prefers, and whether they are the latter (header flag lead)."""
-        from .search import pick_phase
-        lead = bitstream.lead_samples(self.mode)
-        heard, candidates = [], []
-        for before in (0, lead):
-            encoder = self._encoder()
-            shifted = np.concatenate([np.zeros(before, np.float32), signal])
-            codes = np.concatenate([encoder.push(shifted), encoder.finish()])
-            decoder = WindowedDecoder(self.model)
-            decoded = np.concatenate([decoder.push(codes), decoder.finish()])
-            candidates.append(codes)
-            heard.append(decoded[before:before + len(signal)])
-        best = pick_phase(signal, heard)
-        return candidates[best], best == 1
 
     def check_mode(self, mode: int | None) -> int:
         """A mode id these weights can write (default: theirs); ValueError otherwise."""
@@ -205,7 +185,7 @@ class ClariCodec:
         decoder = WindowedDecoder(self.decoder_for(header.model_id) or self.model)
         erased_frames = np.unique(np.fromiter(erasures, dtype=np.int64))  # sorted
         position, remaining = 0, header.num_samples or None
-        skip = header.lead_samples  # the silence a phase search put before the signal
+        skip = header.lead_samples  # the silence session 26's phase search put first
 
         def trim(audio):
             nonlocal remaining, skip

@@ -320,10 +320,14 @@ class PhraseEncoder(WindowedEncoder):
 
     def _encode_phrase(self, phrase: np.ndarray) -> np.ndarray:
         """Encode the phrase at the buffer's start as a file, and drop it from the buffer."""
-        window = np.zeros(self._window_samples(), dtype=np.float32)
-        window[CONTEXT * self.hop:CONTEXT * self.hop + len(phrase)] = phrase
-        frames = -(-len(phrase) // self.hop)
-        codes = self._encode_window(window, len(phrase), (CONTEXT, CONTEXT + frames))
+        codes = self._code_as_file(phrase)
         self.buffer = self.buffer[len(phrase):]
-        self.frames_done += frames
-        return codes[:frames]
+        self.frames_done += len(codes)
+        return codes
+
+    def _code_as_file(self, samples: np.ndarray) -> np.ndarray:
+        """The codes of `samples` (at most a window) encoded as a file of their own."""
+        window = np.zeros(self._window_samples(), dtype=np.float32)
+        window[CONTEXT * self.hop:CONTEXT * self.hop + len(samples)] = samples
+        frames = -(-len(samples) // self.hop)
+        return self._encode_window(window, len(samples), (CONTEXT, CONTEXT + frames))[:frames]

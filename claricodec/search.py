@@ -197,17 +197,3 @@ def states_similarity_frames(original: np.ndarray, decoded: np.ndarray, states=N
     unit = [heard[key] for key in keys]
     return np.stack([(u * unit[0]).sum(1) for u in unit[1:]])
 
-
-PHASE_CHUNK = 20 * 16000  # samples judged in one Whisper pass (its states take at most 30 s)
-
-
-def pick_phase(original: np.ndarray, decoded: list[np.ndarray], states=None) -> int:
-    """Phase search's judge: the index of the decoded signal (each cut to the original's
-    samples) whose Whisper encoder states are closest to the original's over the whole
-    signal (states_similarity, 20 s at a time, weighted by length); ties keep the first."""
-    totals = np.zeros(len(decoded))
-    for start in range(0, len(original), PHASE_CHUNK):
-        piece = original[start:start + PHASE_CHUNK]
-        candidates = np.stack([signal[start:start + PHASE_CHUNK] for signal in decoded])
-        totals += states_similarity(piece, candidates, states) * len(piece)
-    return int(np.argmax(totals))  # the first of equal maxima

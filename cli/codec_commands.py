@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -112,11 +111,10 @@ def run_jobs(source: str, target: str, out_suffix: str, force: bool, work) -> No
               help="Encode a signal over 10 s in fixed 10 s windows (as until session 25), not "
                    "phrase by phrase at its pauses (fewer words through; what `train targets` reads).")
 @click.option("--phase-search", is_flag=True,
-              help="Encode twice, as is and with the frames moved 20 ms against the speech, "
-                   "and keep the one Whisper's encoder states find closer to the input (fewer "
-                   "word errors, 3x the encoding time; no gain on top of --search-segment; the "
-                   "header says which, so any decoder of this version or later plays it). Needs a "
-                   "file input and a header (not - or --raw); holds the whole signal in memory.")
+              help="Code each phrase twice, as is and with its frames moved 20 ms against the "
+                   "speech, and keep the one Whisper's encoder states find closer to the input "
+                   "(fewer word errors, 3x the encoding time; no gain on top of "
+                   "--search-segment). Same bits and format: any decoder plays it.")
 @device_option
 @force_option
 def encode(source, target, weights, encoder, crc, raw, mode, search, search_judge, asr, search_segment,
@@ -139,10 +137,8 @@ def encode(source, target, weights, encoder, crc, raw, mode, search, search_judg
         fail("--search-judge only matters with --search N (N > 1)")
     if search_segment and search == 1:
         fail("--search-segment only matters with --search N (N > 1)")
-    if phase_search and raw:
-        fail("--phase-search needs a header to say which phase it chose (not --raw)")
-    if phase_search and source == STDIO:
-        fail("--phase-search needs a file input (it reads the whole signal twice), not stdin")
+    if phase_search and fixed_windows:
+        fail("--phase-search works phrase by phrase: not with --fixed-windows")
     codec = load(weights, encoder, device, search, asr, search_judge, search_segment,
                  phrases=not fixed_windows, phase_search=phase_search)
     from claricodec.audio import AudioError
@@ -155,16 +151,13 @@ def encode(source, target, weights, encoder, crc, raw, mode, search, search_judg
         try:
             reader = open_audio(job.source if job.source != STDIO else sys.stdin.buffer)
             blocks = resampled_blocks(reader, codec.mode.sample_rate)
-            if single and not phase_search:
+            if single:
                 blocks = track_audio(blocks, reader.seconds, codec.mode.sample_rate, "encoding")
             # From a pipe the length is unknown until the end: stream with an
             # unknown-length header, so an endless input keeps producing frames.
             pieces = codec.encode_blocks(blocks, block_crc=crc, raw=raw, mode=int(mode),
                                          known_length=job.source != STDIO)
-            # Phase search reads the whole signal before it codes anything: a spinner, not a bar.
-            busy = (console.status(f"{name}: coding twice, 20 ms apart, and judging")
-                    if single and phase_search else nullcontext())
-            with busy, output_file(job.target) as out:
+            with output_file(job.target) as out:
                 for piece in pieces:
                     out.write(piece)
                     out.flush()
@@ -276,7 +269,7 @@ def info(source, weights):
                + (f" ({len(stream.bad_frames)} frames in failed blocks)" if stream.bad_frames else ""))
     if header.lead:
         click.echo(f"lead:        yes: the frames start {1000 * header.lead_samples / mode.sample_rate:g} ms "
-                   "before the signal (--phase-search)")
+                   "before the signal (session 26's --phase-search)")
     click.echo(f"model id:    {header.model_id.hex()}" + _model_note(header.model_id.hex(), weights))
 
 

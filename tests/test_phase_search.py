@@ -1,5 +1,5 @@
-"""Phase search (`encode --phase-search`): the frames moved by half a frame when the judge
-prefers it, the header's lead flag, and a decoder that puts every sample back in place."""
+"""Phase search (`encode --phase-search`): each phrase coded at two frame phases, the judge's
+choice sent as plain frames (nothing signalled), and session 26's lead flag still decoded."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,79 +7,159 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-import claricodec.search
+import claricodec.phase
 from claricodec.api import ClariCodec
-from claricodec.bitstream import FLAG_LEAD, Header, decode_header, encode_header, read_stream
+from claricodec.bitstream import FLAG_LEAD, Header, decode_header, encode_header, read_stream, write_stream
 from claricodec.cli.main import main
-from claricodec.codec import WindowedDecoder, WindowedEncoder
+from claricodec.codec import CONTEXT, WINDOW, PhraseEncoder
+from claricodec.phase import PhasedEncoder, is_pause, phase_offsets
 
 MODEL_ID = bytes.fromhex("0a0b0c0d")
-
-
-def test_the_lead_flag_round_trips_and_its_frames_cover_the_extra_half_frame():
-    plain = Header(mode=1, model_id=MODEL_ID, num_samples=640 * 10)
-    lead = Header(mode=1, model_id=MODEL_ID, num_samples=640 * 10, lead=True)
-    assert encode_header(lead)[3] == FLAG_LEAD and encode_header(plain)[3] == 0
-    assert decode_header(encode_header(lead))[0] == lead
-    assert (plain.num_frames, plain.lead_samples) == (10, 0)
-    assert (lead.num_frames, lead.lead_samples) == (11, 320)  # 320 + 6400 samples need 11 frames
-    both = Header(mode=1, model_id=MODEL_ID, num_samples=7, block_crc=True, lead=True)
-    assert decode_header(encode_header(both))[0] == both
+HOP = 640
 
 
 @pytest.fixture
 def judge(monkeypatch):
-    """pick_phase scripted: the phase index to choose, and what it was shown."""
-    seen = {}
+    """pick_phase scripted: choices to make in turn (the last repeats), and what it was shown."""
+    script = {"choices": [0], "shown": []}
 
     def pick(original, decoded, states=None):
-        seen["shown"] = (original, decoded)
-        return seen["choice"]
+        script["shown"].append((original, decoded))
+        choices = script["choices"]
+        return choices.pop(0) if len(choices) > 1 else choices[0]
 
-    monkeypatch.setattr(claricodec.search, "pick_phase", pick)
-    return seen
-
-
-def codes_and_audio(codec: ClariCodec, signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    encoder = WindowedEncoder(codec.model)
-    codes = np.concatenate([encoder.push(signal), encoder.finish()])
-    decoder = WindowedDecoder(codec.model)
-    return codes, np.concatenate([decoder.push(codes), decoder.finish()])
+    monkeypatch.setattr(claricodec.phase, "pick_phase", pick)
+    return script
 
 
-def test_the_judges_choice_is_sent_and_decoded_in_place(tiny_weights, speech, judge):
+def encode_all(encoder, signal: np.ndarray, block: int | None = None) -> np.ndarray:
+    blocks = [signal] if block is None else [signal[i:i + block] for i in range(0, len(signal), block)]
+    return np.concatenate([encoder.push(b) for b in blocks] + [encoder.finish()])
+
+
+def as_file(codec: ClariCodec, samples: np.ndarray) -> np.ndarray:
+    """The codes of samples coded as a file of their own (one phrase)."""
+    return encode_all(PhraseEncoder(codec.model), samples)
+
+
+def speech_signal(codec: ClariCodec, speech) -> np.ndarray:
     audio, rate = speech
-    plain = ClariCodec(tiny_weights)
-    searching = ClariCodec(tiny_weights, phase_search=True)
-    signal = plain.decode(plain.encode(audio, rate))[0]  # any 16 kHz signal
+    return codec.decode(codec.encode(audio, rate))[0]  # any 16 kHz signal with sound in it
+
+
+def test_offsets_spread_over_a_frame():
+    assert phase_offsets(640, 2) == [0, 320]
+    assert phase_offsets(640, 4) == [0, 160, 320, 480]
+    with pytest.raises(ValueError):
+        phase_offsets(640, 0)
+
+
+def test_a_delayed_phrase_fills_its_own_frames_and_the_decoder_needs_no_flag(tiny_codec, tiny_weights,
+                                                                            speech, judge):
+    signal = speech_signal(tiny_codec, speech)
+    signal = np.concatenate([signal, np.zeros(1000, np.float32)])  # ends in silence: may be delayed
     n = len(signal)
 
-    judge["choice"] = 0  # as it is: the same bytes as without the search
-    assert searching.encode(signal, 16000) == plain.encode(signal, 16000)
-    original, shown = judge["shown"]
+    judge["choices"] = [0]  # as it is: the same bytes as plain encoding
+    searching = ClariCodec(tiny_weights, phase_search=True)
+    assert searching.encode(signal, 16000) == tiny_codec.encode(signal, 16000)
+    original, shown = judge["shown"][-1]
     assert np.array_equal(original, signal) and [len(s) for s in shown] == [n, n]
 
-    judge["choice"] = 1  # half a frame of silence first
+    judge["choices"] = [1]  # delayed 20 ms inside the same frames
     data = searching.encode(signal, 16000)
     stream = read_stream(data)
-    assert stream.header.lead and stream.header.num_samples == n
-    codes, heard = codes_and_audio(plain, np.concatenate([np.zeros(320, np.float32), signal]))
-    assert stream.indices == codes.tolist()
-    assert np.array_equal(judge["shown"][1][1], heard[320:320 + n])
-    decoded, _ = plain.decode(data)  # any decoder of this version drops the 320 samples
+    assert not stream.header.lead and stream.header.num_samples == n
+    frames = -(-n // HOP)
+    delayed = np.concatenate([np.zeros(320, np.float32), signal])[:frames * HOP]
+    assert stream.indices == as_file(tiny_codec, delayed).tolist()
+    decoded, _ = tiny_codec.decode(data)
+    assert len(decoded) == n
+    # The judge heard it moved back in place; the receiver hears it 320 samples late.
+    np.testing.assert_allclose(judge["shown"][-1][1][1][:n - 320], decoded[320:], atol=1e-6)
+    assert tiny_codec.decode(searching.encode(signal, 16000, mode=2))[0].tolist() == decoded.tolist()
+
+
+def test_a_phase_that_would_leave_out_sound_is_not_tried(tiny_codec, speech, judge):
+    signal = speech_signal(tiny_codec, speech)
+    loud_end = np.concatenate([signal, 0.5 * np.ones(HOP * 3, np.float32)])  # ends on a frame boundary, loud
+    encoder = PhasedEncoder(tiny_codec.model)
+    codes = encode_all(encoder, loud_end)
+    assert judge["shown"] == [] and encoder.chosen == [0]  # only one candidate: no judging
+    assert codes.tolist() == as_file(tiny_codec, loud_end).tolist()
+    tail = np.zeros(100, np.float32)
+    assert is_pause(tail, loud_end, HOP) and not is_pause(loud_end[-320:], loud_end, HOP)
+    assert is_pause(np.zeros(0, np.float32), loud_end, HOP)
+
+
+def test_each_phrase_of_a_long_signal_has_its_own_phase_and_any_read_size_gives_the_same_codes(
+        tiny_codec, speech, judge):
+    one = speech_signal(tiny_codec, speech)
+    quiet = 1e-3 * np.abs(one).max()  # pauses of faint noise: what comes before a phrase matters
+    pause = (quiet * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    signal = np.concatenate([one, pause] * 6)  # over 10 s: cut into phrases at the pauses
+    assert len(signal) > WINDOW * HOP
+    phrases = []
+    encode_all(PhraseEncoder(tiny_codec.model, choose=recording(tiny_codec, phrases)), signal)
+    assert len(phrases) >= 2
+    judge["choices"] = [1, 0, 1, 1, 0, 1, 0, 1]
+    coded = []
+    encoder = PhasedEncoder(tiny_codec.model, choose=recording(tiny_codec, coded))
+    codes = encode_all(encoder, signal)
+    assert len(codes) == -(-len(signal) // HOP)
+    assert encoder.chosen == [320 * c for c in [1, 0, 1, 1, 0, 1, 0, 1][:len(phrases)]]
+    # Every phrase (all end in a pause) coded as it is, then delayed by 320 samples in its
+    # own frames: the 320 samples before it first, its last 320 left out.
+    assert len(coded) == 2 * len(phrases)
+    expected, at = [], 0
+    padded = np.concatenate([np.zeros(320, np.float32), signal])
+    for number, (phrase, offset) in enumerate(zip(phrases, encoder.chosen)):
+        frames = -(-len(phrase) // HOP)
+        delayed = np.concatenate([padded[at:at + 320], phrase])[:frames * HOP]
+        assert np.array_equal(coded[2 * number], phrase) and np.array_equal(coded[2 * number + 1], delayed)
+        expected.append(as_file(tiny_codec, delayed if offset else phrase))
+        at += len(phrase)
+    assert codes.tolist() == np.concatenate(expected).tolist()
+    judge["choices"] = [1, 0, 1, 1, 0, 1, 0, 1]
+    again = encode_all(PhasedEncoder(tiny_codec.model), signal, block=4321)
+    assert again.tolist() == codes.tolist()
+
+
+def recording(codec: ClariCodec, log: list):
+    """An encoder's `choose` hook that codes the argmax path and logs the samples coded."""
+    def choose(window, number, valid_samples, span):
+        log.append(window[CONTEXT * HOP:CONTEXT * HOP + valid_samples].copy())
+        return codec.model.encode_window(window, span)
+    return choose
+
+
+def test_phase_search_streams_raw_and_from_pipes(tiny_weights, speech, judge):
+    searching = ClariCodec(tiny_weights, phase_search=True)
+    signal = speech_signal(searching, speech)
+    signal = np.concatenate([signal, np.zeros(1000, np.float32)])
+    judge["choices"] = [1]
+    whole = read_stream(searching.encode(signal, 16000)).indices
+    streamed = read_stream(b"".join(searching.encode_blocks([signal[:5000], signal[5000:]], known_length=False)))
+    raw = b"".join(searching.encode_blocks([signal], raw=True))
+    assert streamed.indices == whole and list(raw) == whole
+    with pytest.raises(ValueError, match="phrase by phrase"):
+        ClariCodec(tiny_weights, phase_search=True, phrases=False)
+
+
+def test_session_26_lead_flag_still_decodes_in_place(tiny_codec, speech):
+    lead = Header(mode=1, model_id=MODEL_ID, num_samples=640 * 10, lead=True)
+    assert encode_header(lead)[3] == FLAG_LEAD
+    assert decode_header(encode_header(lead))[0] == lead
+    assert (lead.num_frames, lead.lead_samples) == (11, 320)  # 320 + 6400 samples need 11 frames
+    signal = speech_signal(tiny_codec, speech)
+    n = len(signal)
+    codes = as_file(tiny_codec, np.concatenate([np.zeros(320, np.float32), signal]))
+    header = Header(mode=1, model_id=tiny_codec.model_id, num_samples=n, lead=True)
+    data = write_stream(header, codes.tolist())
+    heard = tiny_codec.model.decode(codes)
+    decoded, _ = tiny_codec.decode(data)
     assert len(decoded) == n
     np.testing.assert_allclose(decoded, heard[320:320 + n], atol=1e-6)
-    assert read_stream(searching.encode(signal, 16000, mode=2)).header.lead  # mode 2 carries it too
-    assert np.allclose(plain.decode(searching.encode(signal, 16000, mode=2))[0], decoded, atol=1e-6)
-
-
-def test_phase_search_needs_a_header_and_the_whole_signal(tiny_weights):
-    searching = ClariCodec(tiny_weights, phase_search=True)
-    pcm = np.zeros(16000, np.float32)
-    with pytest.raises(ValueError, match="phase search"):
-        b"".join(searching.encode_blocks([pcm], raw=True))
-    with pytest.raises(ValueError, match="phase search"):
-        b"".join(searching.encode_blocks([pcm], known_length=False))
 
 
 def test_pick_phase_prefers_the_closer_signal_and_keeps_the_first_on_ties():
@@ -87,12 +167,12 @@ def test_pick_phase_prefers_the_closer_signal_and_keeps_the_first_on_ties():
     t = np.arange(16000 * 3) / 16000
     original = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
     noisy = original + 0.2 * rng.standard_normal(len(original)).astype(np.float32)
-    assert claricodec.search.pick_phase(original, [noisy, original]) == 1
-    assert claricodec.search.pick_phase(original, [original, noisy]) == 0
-    assert claricodec.search.pick_phase(original, [original, original.copy()]) == 0
+    assert claricodec.phase.pick_phase(original, [noisy, original]) == 1
+    assert claricodec.phase.pick_phase(original, [original, noisy]) == 0
+    assert claricodec.phase.pick_phase(original, [original, original.copy()]) == 0
 
 
-def test_cli_phase_search_deterministic_with_real_judge_and_refuses_pipes_and_raw(weights_env, speech, tmp_path):
+def test_cli_phase_search_deterministic_with_real_judge_from_files_and_pipes(weights_env, speech, tmp_path):
     audio, rate = speech
     wav = tmp_path / "in.wav"
     sf.write(wav, audio, rate)
@@ -107,9 +187,9 @@ def test_cli_phase_search_deterministic_with_real_judge_and_refuses_pipes_and_ra
     assert result.exit_code == 0, result.output
     decoded, out_rate = sf.read(tmp_path / "out.wav")
     assert out_rate == 16000 and len(decoded) == read_stream(outs[0]).header.num_samples
-    info = runner.invoke(main, ["info", str(tmp_path / "a.cc")])
-    assert info.exit_code == 0 and ("lead:" in info.output) == read_stream(outs[0]).header.lead
-    for args in (["-", str(tmp_path / "c.cc")], ["--raw", str(wav), str(tmp_path / "d.raw")]):
-        result = runner.invoke(main, ["encode", "--phase-search", *args], input=wav.read_bytes())
-        assert result.exit_code != 0 and "--phase-search" in result.output
-        assert not (tmp_path / "c.cc").exists() and not (tmp_path / "d.raw").exists()
+    result = runner.invoke(main, ["encode", "--phase-search", "-", str(tmp_path / "c.cc")],
+                           input=wav.read_bytes())
+    assert result.exit_code == 0, result.output
+    assert read_stream((tmp_path / "c.cc").read_bytes()).indices == read_stream(outs[0]).indices
+    result = runner.invoke(main, ["encode", "--phase-search", "--fixed-windows", str(wav), str(tmp_path / "d.cc")])
+    assert result.exit_code != 0 and "--phase-search" in result.output and not (tmp_path / "d.cc").exists()
