@@ -22,7 +22,7 @@ from .audio import AudioError, prepare
 from .bitstream import FormatError, Header
 from .codec import PhraseEncoder, WindowedDecoder, WindowedEncoder
 from .modes import get_mode
-from .phase import PhasedEncoder
+from .phase import PhasedEncoder, PhaseTally
 from .weights import load_codec, load_legacy_decoder
 
 
@@ -62,6 +62,7 @@ class ClariCodec:
             raise ValueError("phase_search must be True, False or a number of phases (1 or more)")
         if self.phases > 1 and not phrases:
             raise ValueError("phase search works phrase by phrase: not with fixed windows")
+        self.phase_tally = PhaseTally()  # phrases phase-searched so far, and how many moved
         self.mode = self.model.mode
         self.model_id = bytes.fromhex(self.info["model_id"])
         self._decoders = {self.model_id: self.model}  # model id -> codec that decodes it
@@ -129,7 +130,7 @@ class ClariCodec:
         """A fresh encoder for one signal: phrase by phrase (at several frame phases with
         phase search), or in fixed windows."""
         if self.phases > 1:
-            return PhasedEncoder(self.model, self.search, self.phases)
+            return PhasedEncoder(self.model, self.search, self.phases, tally=self.phase_tally)
         return (PhraseEncoder if self.phrases else WindowedEncoder)(self.model, self.search)
 
     def check_mode(self, mode: int | None) -> int:

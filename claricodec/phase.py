@@ -20,6 +20,8 @@ header flag (bitstream.py, "lead"); decoders still honour that flag, no encoder 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .codec import PAUSE_DB, Codec, PhraseEncoder
@@ -60,18 +62,27 @@ def pick_phase(original: np.ndarray, decoded: list[np.ndarray], states=None) -> 
     return int(np.argmax(totals))  # the first of equal maxima
 
 
+@dataclass
+class PhaseTally:
+    """Phrases phase-searched, and how many of them were sent delayed (for reports)."""
+    phrases: int = 0
+    moved: int = 0
+
+
 class PhasedEncoder(PhraseEncoder):
     """PhraseEncoder that codes each phrase at several frame phases and keeps the one the
     judge prefers (see the module's docstring). Same cuts as PhraseEncoder, and the choice
     depends only on the signal, so a file, a pipe or any read size give the same codes;
     memory stays a window. `choose` (an encode-time search) codes each phase."""
 
-    def __init__(self, codec: Codec, choose=None, phases: int = PHASES, judge=None):
+    def __init__(self, codec: Codec, choose=None, phases: int = PHASES, judge=None,
+                 tally: PhaseTally | None = None):
         super().__init__(codec, choose)
         self.offsets = phase_offsets(self.hop, phases)
         self.judge = judge  # None: pick_phase, looked up at call time
+        self.tally = tally
         self.before = np.zeros(self.offsets[-1], np.float32)  # the signal just before the next phrase
-        self.chosen: list[int] = []  # each phrase's offset, for reports and probes
+        self.chosen: list[int] = []  # each phrase's offset, for probes
 
     def _encode_phrase(self, phrase: np.ndarray) -> np.ndarray:
         frames = -(-len(phrase) // self.hop)
@@ -91,6 +102,9 @@ class PhasedEncoder(PhraseEncoder):
             heard.append(audio)
         best = 0 if len(codes) == 1 else (self.judge or pick_phase)(phrase, heard)
         self.chosen.append(offsets[best])
+        if self.tally is not None:
+            self.tally.phrases += 1
+            self.tally.moved += offsets[best] > 0
         kept = np.concatenate([self.before, phrase])
         self.before = kept[len(kept) - len(self.before):]
         self.buffer = self.buffer[len(phrase):]

@@ -170,6 +170,9 @@ def encode(source, target, weights, encoder, crc, raw, mode, search, search_judg
         unit = (f"segments ({search_segment:g} s each)" if search_segment else "windows (10 s each)")
         console.print(f"search ({judge} judge): a policy draw beat the codes before it in "
                       f"{codec.search.chosen_sample} of {codec.search.choices} {unit}")
+    if codec.phase_tally.phrases:
+        console.print(f"phase search: {codec.phase_tally.moved} of {codec.phase_tally.phrases} "
+                      "phrases sent with their frames 20 ms later")
 
 
 @click.command()
