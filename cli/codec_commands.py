@@ -172,7 +172,7 @@ def encode(source, target, weights, encoder, crc, raw, mode, search, search_judg
                       f"{codec.search.chosen_sample} of {codec.search.choices} {unit}")
     if codec.phase_tally.phrases:
         console.print(f"phase search: {codec.phase_tally.moved} of {codec.phase_tally.phrases} "
-                      "phrases sent with their frames 20 ms later")
+                      "phrases sent 20 ms later in their frames")
 
 
 @click.command()

@@ -181,7 +181,7 @@ def test_cli_phase_search_deterministic_with_real_judge_from_files_and_pipes(wei
     for name in ("a.cc", "b.cc"):
         result = runner.invoke(main, ["encode", "--phase-search", str(wav), str(tmp_path / name)])
         assert result.exit_code == 0, result.output
-        assert "phase search: " in result.stderr and " of 1 phrases sent" in result.stderr
+        assert "phase search: " in result.stderr and " of 1 phrases sent 20 ms later" in result.stderr
         outs.append((tmp_path / name).read_bytes())
     assert outs[0] == outs[1]
     result = runner.invoke(main, ["decode", str(tmp_path / "a.cc"), str(tmp_path / "out.wav")])
