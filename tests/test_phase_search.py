@@ -194,3 +194,16 @@ def test_cli_phase_search_deterministic_with_real_judge_from_files_and_pipes(wei
     assert read_stream((tmp_path / "c.cc").read_bytes()).indices == read_stream(outs[0]).indices
     result = runner.invoke(main, ["encode", "--phase-search", "--fixed-windows", str(wav), str(tmp_path / "d.cc")])
     assert result.exit_code != 0 and "--phase-search" in result.output and not (tmp_path / "d.cc").exists()
+
+
+def test_every_judge_of_the_phase_judges_probe_prefers_the_closer_coding():
+    from conftest import load_bench
+    judges = load_bench("phase_judges").judges
+    rng = np.random.default_rng(0)
+    original = rng.standard_normal((50, 384)).astype(np.float32)
+    far = original + 1.0 * rng.standard_normal(original.shape).astype(np.float32)
+    close = original + 0.3 * rng.standard_normal(original.shape).astype(np.float32)
+    level = rng.uniform(-80, 0, 50)
+    for order, expected in (((far, close), 1), ((close, far), 0)):
+        for name, score in judges(np.stack([original, *order]), level).items():
+            assert score.shape == (2,) and int(np.argmax(score)) == expected, name
