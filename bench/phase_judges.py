@@ -13,16 +13,13 @@ bench/phase_probe.py scores the shipped judge's). A probe, not a feature.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from claricodec.evaluate import RATE, errors_of, load_hyps, wer_difference
+from claricodec.evaluate import RATE
+from phase_probe import arguments, print_picks, read_runs
 
-CLARICODEC = "decoded"  # long_files.py's name for ClariCodec's transcripts
 HOP = 640
 
 
@@ -62,24 +59,14 @@ def phase_states(codec, states, audio: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("manifest", help="the JSONL manifest both long_files.py runs read")
-    parser.add_argument("as_is", type=Path, help="long_files.py --save-hyps of the run without --lead")
-    parser.add_argument("moved", type=Path, help="... of the run with --lead 0.02 (half a frame)")
-    parser.add_argument("--weights", default=None)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-
+    args = arguments(__doc__.split("\n\n")[0])
     import torch
 
     from claricodec.api import ClariCodec
     from claricodec.audio import load_audio
     from claricodec.whisper_front import WhisperStates
     torch.set_num_threads(args.threads)
-    rows = {row["id"]: row for row in map(json.loads, Path(args.manifest).read_text().splitlines())}
-    as_is, moved = load_hyps(args.as_is), load_hyps(args.moved)
-    if [r.id for r in as_is] != [r.id for r in moved] or not set(r.id for r in as_is) <= set(rows):
-        sys.exit("phase_judges.py: the two hyps files must be runs over the same manifest")
+    rows, as_is, moved = read_runs(args)
     codec, states = ClariCodec(args.weights), WhisperStates.shared()
     picks: dict[str, list[bool]] = {}
     for number, result in enumerate(as_is, 1):
@@ -88,19 +75,7 @@ def main() -> None:
             picks.setdefault(name, []).append(bool(np.argmax(score) == 1))
         if number % 50 == 0:
             print(f"{number}/{len(as_is)}", file=sys.stderr)
-    first, second = errors_of(as_is, CLARICODEC), errors_of(moved, CLARICODEC)
-    words = sum(e.ref_words for e in first)
-    oracle = [min(a, b, key=lambda e: e.word_errors) for a, b in zip(first, second)]
-    print(f"{len(first)} utterances; WER as is {100 * sum(e.word_errors for e in first) / words:.1f} %, "
-          f"moved {100 * sum(e.word_errors for e in second) / words:.1f} %, "
-          f"the better of the two (oracle) {100 * sum(e.word_errors for e in oracle) / words:.1f} %\n")
-    print("| judge | moved | WER % | against as is, points [95 % CI] |")
-    print("|---|---:|---:|---|")
-    for name, moved_flags in picks.items():
-        picked = [b if m else a for a, b, m in zip(first, second, moved_flags)]
-        diff, low, high = wer_difference(picked, first)
-        wer = 100 * sum(e.word_errors for e in picked) / words
-        print(f"| {name} | {sum(moved_flags)} | {wer:.1f} | {100 * diff:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] |")
+    print_picks(as_is, moved, picks)
 
 
 if __name__ == "__main__":
