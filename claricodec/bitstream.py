@@ -36,7 +36,7 @@ from .modes import Mode, get_mode
 MAGIC = b"CC"
 VERSION = 1
 FLAG_BLOCK_CRC = 0x80
-FLAG_LEAD = 0x40  # the encoder put half a frame of silence before the signal (phase search)
+FLAG_LEAD = 0x40  # half a frame of silence before the signal (session 26's phase search; read, no longer written)
 BLOCK_FRAMES = 25  # one second of mode-1 frames per CRC block
 MAX_VARINT_BYTES = 5  # 2**35 samples is over 24 days of audio
 
@@ -56,7 +56,8 @@ class Header:
 
     @property
     def lead_samples(self) -> int:
-        return lead_samples(get_mode(self.mode)) if self.lead else 0
+        """The silence flag bit 6 (lead) says the frames start with: half a frame."""
+        return get_mode(self.mode).hop // 2 if self.lead else 0
 
     @property
     def num_frames(self) -> int | None:
@@ -64,11 +65,6 @@ class Header:
             return None
         hop = get_mode(self.mode).hop
         return -(-(self.lead_samples + self.num_samples) // hop)
-
-
-def lead_samples(mode: Mode) -> int:
-    """The silence that flag bit 6 (lead) says the frames start with: half a frame."""
-    return mode.hop // 2
 
 
 def crc8(data: bytes) -> int:

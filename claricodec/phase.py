@@ -27,7 +27,6 @@ import numpy as np
 from .codec import PAUSE_DB, Codec, PhraseEncoder
 
 PHASES = 2  # frame phases tried per phrase by `encode --phase-search`
-JUDGE_CHUNK = 20 * 16000  # samples judged in one Whisper pass (its states take at most 30 s)
 
 
 def phase_offsets(hop: int, phases: int) -> list[int]:
@@ -50,16 +49,11 @@ def is_pause(left_out: np.ndarray, phrase: np.ndarray, hop: int) -> bool:
 
 
 def pick_phase(original: np.ndarray, decoded: list[np.ndarray], states=None) -> int:
-    """The judge: the index of the decoded signal (each as long as the original) whose
-    Whisper encoder states are closest to the original's (search.states_similarity, 20 s
-    at a time, weighted by length); ties keep the first."""
+    """The judge: the index of the decoded phrase (each as long as the original, at most
+    10 s: one Whisper pass) whose Whisper encoder states are closest to the original's
+    (search.states_similarity); ties keep the first."""
     from .search import states_similarity
-    totals = np.zeros(len(decoded))
-    for start in range(0, len(original), JUDGE_CHUNK):
-        piece = original[start:start + JUDGE_CHUNK]
-        candidates = np.stack([signal[start:start + JUDGE_CHUNK] for signal in decoded])
-        totals += states_similarity(piece, candidates, states) * len(piece)
-    return int(np.argmax(totals))  # the first of equal maxima
+    return int(np.argmax(states_similarity(original, np.stack(decoded), states)))  # the first of equal maxima
 
 
 @dataclass

@@ -196,4 +196,3 @@ def states_similarity_frames(original: np.ndarray, decoded: np.ndarray, states=N
             heard[key] = f / np.linalg.norm(f, axis=1, keepdims=True)
     unit = [heard[key] for key in keys]
     return np.stack([(u * unit[0]).sum(1) for u in unit[1:]])
-
