@@ -259,31 +259,42 @@ class WindowedEncoder:
 PAUSE_DB = 30.0  # a frame this far below the loudest of the next WINDOW frames is quiet
 PAUSE_FRAMES = 5  # a pause: at least this many quiet frames in a row (200 ms)
 MIN_PHRASE = 50  # frames (2 s): no cut before this
+# The first pause this long is cut (with none, the longest). 5: the first pause at all.
+# Waiting for sentence pauses (12, 480 ms) cost 2.8 points on running read speech:
+# longer phrases (docs/results.md, "Long files", session 28).
+LONG_PAUSE = PAUSE_FRAMES
 
 
-def phrase_frames(audio: np.ndarray, hop: int, last: bool) -> int:
+def phrase_frames(audio: np.ndarray, hop: int, last: bool, long_pause: int = LONG_PAUSE,
+                  min_phrase: int = MIN_PHRASE) -> int:
     """Frames of the next phrase of `audio` (at most WINDOW frames of a longer signal, or,
-    `last`, all that is left of it): up to the middle of its first pause that ends at
-    least MIN_PHRASE frames in. With no such pause, a phrase that is not the last ends at
-    its quietest frame past MIN_PHRASE, and the last takes everything."""
+    `last`, all that is left of it): up to the middle of a pause that ends at least
+    `min_phrase` frames in, the first of at least `long_pause` frames, or else the longest
+    (the first of equals). With no pause, a phrase that is not the last ends at its
+    quietest frame past `min_phrase`, and the last takes everything."""
     whole = len(audio) // hop
     total = -(-len(audio) // hop)
-    if whole <= MIN_PHRASE:
+    if whole <= min_phrase:
         return total if last else whole
     power = (np.asarray(audio[:whole * hop], np.float64).reshape(whole, hop) ** 2).mean(1)
     level = np.convolve(10 * np.log10(power + 1e-10), np.ones(3) / 3, mode="same")
     quiet = np.append(level < level.max() - PAUSE_DB, False)
-    run = 0
+    run, best = 0, None  # best: (frames, cut) of the longest pause so far
     for i, q in enumerate(quiet):
         if q:
             run += 1
-        elif run >= PAUSE_FRAMES and i >= MIN_PHRASE:
-            return i - run // 2
-        else:
-            run = 0
+            continue
+        if run >= PAUSE_FRAMES and i >= min_phrase:
+            if run >= long_pause:
+                return i - run // 2
+            if best is None or run > best[0]:
+                best = (run, i - run // 2)
+        run = 0
+    if best is not None:
+        return best[1]
     if last:
         return total
-    return MIN_PHRASE + int(np.argmin(level[MIN_PHRASE:])) + 1
+    return min_phrase + int(np.argmin(level[min_phrase:])) + 1
 
 
 class PhraseEncoder(WindowedEncoder):
@@ -298,6 +309,8 @@ class PhraseEncoder(WindowedEncoder):
     cuts depend only on the signal, so a file, a pipe or any read size give the same
     codes; memory stays one window."""
 
+    rule = (LONG_PAUSE, MIN_PHRASE)  # phrase_frames' long_pause and min_phrase (a bench varies them)
+
     def __init__(self, codec: Codec, choose=None):
         super().__init__(codec, choose)
         self.buffer = np.zeros(0, dtype=np.float32)  # the signal from frame frames_done on
@@ -307,14 +320,14 @@ class PhraseEncoder(WindowedEncoder):
         self.buffer = np.concatenate([self.buffer, np.asarray(audio, dtype=np.float32)])
         out = []
         while len(self.buffer) > WINDOW * self.hop:  # more than a window left: not the last phrase
-            frames = phrase_frames(self.buffer[:WINDOW * self.hop], self.hop, last=False)
+            frames = phrase_frames(self.buffer[:WINDOW * self.hop], self.hop, False, *self.rule)
             out.append(self._encode_phrase(self.buffer[:frames * self.hop]))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def finish(self) -> np.ndarray:
         out = []
         while len(self.buffer):
-            frames = WINDOW if self.frames_done == 0 else phrase_frames(self.buffer, self.hop, last=True)
+            frames = WINDOW if self.frames_done == 0 else phrase_frames(self.buffer, self.hop, True, *self.rule)
             out.append(self._encode_phrase(self.buffer[:frames * self.hop]))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 

@@ -84,6 +84,26 @@ def test_a_phrase_ends_in_the_middle_of_its_first_pause_past_two_seconds():
     assert phrase_frames(flat[:640 * (MIN_PHRASE - 1)], 640, last=True) == MIN_PHRASE - 1
 
 
+def test_the_first_long_pause_is_cut_and_else_the_longest():
+    from claricodec.codec import phrase_frames
+    rng = np.random.default_rng(5)
+
+    def pause(frames):
+        return np.zeros(640 * frames, np.float32)
+
+    # Pauses of 6 frames (ending at 66) and 15 frames (ending at 165).
+    audio = np.concatenate([speech_like(rng, 60), pause(6), speech_like(rng, 84), pause(15),
+                            speech_like(rng, 200)])[:640 * WINDOW]
+    assert phrase_frames(audio, 640, False, long_pause=5) == 66 - 3  # the first pause
+    assert phrase_frames(audio, 640, False, long_pause=12) == 165 - 7  # the first long one
+    assert phrase_frames(audio, 640, False, long_pause=20) == 165 - 7  # none long: the longest
+    # Equals: the first of them.
+    audio = np.concatenate([speech_like(rng, 60), pause(8), speech_like(rng, 82), pause(8),
+                            speech_like(rng, 200)])[:640 * WINDOW]
+    assert phrase_frames(audio, 640, False, long_pause=12) == 68 - 4
+    assert phrase_frames(audio, 640, True, long_pause=12) == 68 - 4
+
+
 def test_phrases_are_encoded_as_files_of_their_own_and_short_signals_as_before(model):
     from claricodec.codec import PhraseEncoder
     hop = 640
@@ -157,3 +177,24 @@ def test_cli_encodes_long_files_phrase_by_phrase_unless_told_fixed_windows(weigh
         result = CliRunner().invoke(main, ["encode", *flag, str(wav), str(tmp_path / "x.cc"), "--force"])
         assert result.exit_code == 0, result.output
     assert used == [True, False]
+
+
+def test_the_cut_count_tells_cuts_between_utterances_from_cuts_inside_one():
+    from conftest import load_bench
+    bench = load_bench("phrase_cuts")
+    rng = np.random.default_rng(6)
+    # Three "utterances" of 3 s, 4 s (with a 240 ms pause in it) and 3 s, 600 ms apart.
+    gap = np.zeros(640 * 15, np.float32)
+    second = np.concatenate([speech_like(rng, 40), np.zeros(640 * 6, np.float32), speech_like(rng, 54)])
+    pieces = [speech_like(rng, 75), gap, second, gap, speech_like(rng, 75)]
+    signal = np.concatenate(pieces)
+    starts = np.cumsum([0] + [len(p) for p in pieces])
+    spans = [(starts[0], starts[1]), (starts[2], starts[3]), (starts[4], starts[5])]
+    # The shipped rule cuts in the second utterance's short pause; waiting for 480 ms does not.
+    shipped = bench.tally(spans, bench.cuts(signal, (5, 50), 640))
+    assert shipped == {"cuts": 3, "inside": 1, "alone": 2, "sharing": 0, "split": 1}
+    patient = bench.tally(spans, bench.cuts(signal, (12, 50), 640))
+    assert patient == {"cuts": 2, "inside": 0, "alone": 3, "sharing": 0, "split": 0}
+    # A cut in a recording's own leading silence is between utterances once spans are trimmed.
+    padded = np.concatenate([np.zeros(640 * 4, np.float32), speech_like(rng, 30)])
+    assert bench.speech_spans(padded, [(0, len(padded))], 640) == [(640 * 4, len(padded))]
