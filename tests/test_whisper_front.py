@@ -331,3 +331,25 @@ def test_context_table_command_counts_a_front_codecs_codes(prepared, tmp_path): 
                                   str(tmp_path / "none.ids")])
     assert result.exit_code != 0 and "none of the ids" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "t2.safetensors").exists()
+
+
+def test_numpy_blas_runs_on_one_thread_only_while_whisper_features_are_made(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from claricodec.blas import one_blas_thread
+
+    def blas_threads():
+        return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before = blas_threads()
+    assert before, "numpy's BLAS should be loaded"
+    with one_blas_thread():
+        assert set(blas_threads().values()) == {1}
+    assert blas_threads() == before  # the caller's settings come back
+    # WhisperStates makes its features inside the limit.
+    seen = []
+    states = WhisperStates.shared(threads=1)
+    real = states.extractor
+    monkeypatch.setattr(states, "extractor", lambda audio: seen.append(set(blas_threads().values())) or real(audio))
+    states(np.zeros(640 * 4, np.float32))
+    assert seen == [{1}]
