@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--phase-search", type=int, nargs="?", const=2, default=1, metavar="PHASES",
                         help="ClariCodec encodes as `claricodec encode --phase-search` does (2 frame "
                              "phases a phrase; PHASES: that many)")
-    parser.add_argument("--phrase-rule", default=None, metavar="LONG_PAUSE,MIN_PHRASE",
+    parser.add_argument("--phrase-rule", default=None, metavar="LONG_PAUSE,MIN_PHRASE[,MAX_PHRASE]",
                         help="cut phrases with this codec.phrase_frames rule (frames) instead of the "
                              "shipped one (see bench/phrase_cuts.py)")
     parser.add_argument("--threads", type=int, default=2)
@@ -77,7 +77,8 @@ def main() -> None:
     from claricodec.codec import PhraseEncoder
     torch.set_num_threads(args.threads)
     if args.phrase_rule:
-        PhraseEncoder.rule = tuple(int(v) for v in args.phrase_rule.split(","))
+        given = tuple(int(v) for v in args.phrase_rule.split(","))
+        PhraseEncoder.rule = given + PhraseEncoder.rule[len(given):]
     rows = [json.loads(line) for line in Path(args.manifest).read_text().splitlines() if line.strip()]
     codec = ClariCodec(args.weights, search=args.search, search_segment=args.search_segment,
                        phrases=not args.fixed_windows, phase_search=args.phase_search)
@@ -119,7 +120,7 @@ def main() -> None:
           f"{args.lead:g} s of silence before each, {args.gap:g} s after), "
           f"`--search {args.search}`" + (f" `--search-segment {args.search_segment:g}`" if args.search_segment else "")
           + (", fixed 10 s windows" if args.fixed_windows else
-             f", phrase by phrase (rule {PhraseEncoder.rule[0]}, {PhraseEncoder.rule[1]})")
+             f", phrase by phrase (rule {', '.join(map(str, PhraseEncoder.rule))})")
           + (f", `--phase-search {args.phase_search}`" if args.phase_search > 1 else "")
           + f"; ASR tiny.en (beam 5, 30 s window), {args.threads} thread(s)\n")
     print("| system | WER % | CER % | bit/s (files) | encode × real time | decode × real time |")

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Where the phrase rule cuts joined utterances: between them, or inside one. No coding.
 
-    python3 bench/phrase_cuts.py /tmp/heldout200.jsonl --rule 5,50 --rule 10,50 --rule 999,50
+    python3 bench/phrase_cuts.py /tmp/heldout200.jsonl --rule 5,50,150 --rule 12,50,150 --rule 5,50,250
 
 Joins groups of utterances end to end as bench/long_files.py does (same --per-file and
 --gap), runs the encoder's phrase cutting (codec.PhraseEncoder, the model not run) with
-each --rule LONG_PAUSE,MIN_PHRASE (frames; see codec.phrase_frames) and counts, per rule:
+each --rule LONG_PAUSE,MIN_PHRASE[,MAX_PHRASE] (frames; see codec.phrase_frames) and counts, per rule:
 cuts in the silence between utterances and cuts inside one's sound; utterances alone in a phrase,
 sharing one with others, and cut in two. An utterance alone in its phrase is what the
 encoder trained on (docs/results.md, "Long files"). Prints a Markdown table.
@@ -25,7 +25,7 @@ from claricodec.codec import PAUSE_DB, PhraseEncoder
 class CutRecorder(PhraseEncoder):
     """The phrase cutting alone: records where each phrase starts, codes nothing."""
 
-    def __init__(self, hop: int, rule: tuple[int, int]):
+    def __init__(self, hop: int, rule: tuple[int, ...]):
         super().__init__(SimpleNamespace(mode=SimpleNamespace(hop=hop)))
         self.rule = rule
         self.starts: list[int] = []  # first sample of each phrase
@@ -35,7 +35,7 @@ class CutRecorder(PhraseEncoder):
         return np.zeros(-(-len(samples) // self.hop), np.int64)
 
 
-def cuts(signal: np.ndarray, rule: tuple[int, int], hop: int) -> list[int]:
+def cuts(signal: np.ndarray, rule: tuple[int, ...], hop: int) -> list[int]:
     """Samples where phrases after the first start."""
     recorder = CutRecorder(hop, rule)
     recorder.push(signal)
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("manifest", help="JSONL manifest (id, path), e.g. from bench/heldout.py")
     parser.add_argument("--per-file", type=int, default=10, help="utterances joined into one file")
     parser.add_argument("--gap", type=float, default=0.5, help="seconds of silence after each utterance")
-    parser.add_argument("--rule", action="append", default=None, metavar="LONG_PAUSE,MIN_PHRASE",
+    parser.add_argument("--rule", action="append", default=None, metavar="LONG_PAUSE,MIN_PHRASE[,MAX_PHRASE]",
                         help="a rule to count (repeatable; default: the shipped one)")
     args = parser.parse_args()
 
@@ -91,15 +91,16 @@ def main() -> None:
         signal, spans = join(group, args.gap)
         signals.append((signal, speech_spans(signal, spans, 640)))
     print(f"{len(rows)} utterances in {len(groups)} files ({args.per_file} a file, {args.gap:g} s after each)\n")
-    print("| LONG_PAUSE, MIN_PHRASE (frames) | cuts | inside an utterance | utterances alone | sharing | cut in two |")
+    print("| LONG_PAUSE, MIN_PHRASE, MAX_PHRASE (frames) | cuts | inside an utterance | utterances alone | sharing | cut in two |")
     print("|---|---:|---:|---:|---:|---:|")
     for rule in rules:
         total: dict[str, int] = {}
         for signal, spans in signals:
             for key, value in tally(spans, cuts(signal, rule, 640)).items():
                 total[key] = total.get(key, 0) + value
+        rule = rule + PhraseEncoder.rule[len(rule):]  # unnamed knobs: the shipped values
         marker = " (shipped)" if rule == PhraseEncoder.rule else ""
-        print(f"| {rule[0]}, {rule[1]}{marker} | {total['cuts']} | {total['inside']} | {total['alone']} | "
+        print(f"| {', '.join(map(str, rule))}{marker} | {total['cuts']} | {total['inside']} | {total['alone']} | "
               f"{total['sharing']} | {total['split']} |")
 
 

@@ -263,15 +263,20 @@ MIN_PHRASE = 50  # frames (2 s): no cut before this
 # Waiting for sentence pauses (12, 480 ms) cost 2.8 points on running read speech:
 # longer phrases (docs/results.md, "Long files", session 28).
 LONG_PAUSE = PAUSE_FRAMES
+# No phrase of a long signal is longer than this: against phrases of up to 10 s, it gained
+# 0.5-2.9 points of WER on four sets of long files (docs/results.md, "Long files", session 28).
+MAX_PHRASE = 150  # frames (6 s)
 
 
 def phrase_frames(audio: np.ndarray, hop: int, last: bool, long_pause: int = LONG_PAUSE,
-                  min_phrase: int = MIN_PHRASE) -> int:
+                  min_phrase: int = MIN_PHRASE, max_phrase: int = MAX_PHRASE) -> int:
     """Frames of the next phrase of `audio` (at most WINDOW frames of a longer signal, or,
-    `last`, all that is left of it): up to the middle of a pause that ends at least
-    `min_phrase` frames in, the first of at least `long_pause` frames, or else the longest
-    (the first of equals). With no pause, a phrase that is not the last ends at its
-    quietest frame past `min_phrase`, and the last takes everything."""
+    `last`, all that is left of it), at most `max_phrase`: up to the middle of a pause that
+    ends at least `min_phrase` frames in, the first of at least `long_pause` frames, or else
+    the longest (the first of equals). With no pause, a phrase that is not the last ends at
+    its quietest frame past `min_phrase`, and the last takes everything."""
+    if len(audio) // hop > max_phrase:  # the phrase ends within its first max_phrase frames
+        audio, last = audio[:max_phrase * hop], False
     whole = len(audio) // hop
     total = -(-len(audio) // hop)
     if whole <= min_phrase:
@@ -300,16 +305,17 @@ def phrase_frames(audio: np.ndarray, hop: int, last: bool, long_pause: int = LON
 class PhraseEncoder(WindowedEncoder):
     """WindowedEncoder for signals longer than one window, cut into phrases at pauses.
 
-    Each phrase (2-10 s) is encoded as if it were a file of its own: zeros before and
+    Each phrase (2-6 s) is encoded as if it were a file of its own: zeros before and
     after it, the head reading only its frames. That is what the encoder was trained on:
-    the corpus's utterances are files of 1-10 s, one speaker saying one thing. A 10 s
-    window full of running speech gives Whisper's states another look, and coded that way
-    the same utterances lost 13 points of WER (docs/results.md, "Long files"). A signal of
-    at most one window is one phrase, encoded exactly as WindowedEncoder encodes it. The
-    cuts depend only on the signal, so a file, a pipe or any read size give the same
-    codes; memory stays one window."""
+    the corpus's utterances are files of 1-10 s (4 s on average), one speaker saying one
+    thing. A 10 s window full of running speech gives Whisper's states another look, and
+    coded that way the same utterances lost 13 points of WER; phrases of up to 10 s lost
+    0.5-2.9 points more than phrases of up to 6 s (docs/results.md, "Long files"). A
+    signal of at most one window is one phrase, encoded exactly as WindowedEncoder
+    encodes it. The cuts depend only on the signal, so a file, a pipe or any read size
+    give the same codes; memory stays one window."""
 
-    rule = (LONG_PAUSE, MIN_PHRASE)  # phrase_frames' long_pause and min_phrase (a bench varies them)
+    rule = (LONG_PAUSE, MIN_PHRASE, MAX_PHRASE)  # phrase_frames' knobs (a bench varies them)
 
     def __init__(self, codec: Codec, choose=None):
         super().__init__(codec, choose)

@@ -77,11 +77,27 @@ def test_a_phrase_ends_in_the_middle_of_its_first_pause_past_two_seconds():
     assert phrase_frames(audio, 640, last=False) == 30 + 10 + 80 + 5
     # No pause: a phrase that is not the last ends at its quietest frame past 2 s ...
     flat = speech_like(rng, WINDOW)
-    flat[640 * 199:640 * 202] *= 0.01  # frames 199-201: quietest in the middle (levels are 3-frame means)
-    assert phrase_frames(flat, 640, last=False) == 201
+    flat[640 * 129:640 * 132] *= 0.01  # frames 129-131: quietest in the middle (levels are 3-frame means)
+    assert phrase_frames(flat, 640, last=False) == 131
     # ... and the last takes all that is left, a part frame too.
-    assert phrase_frames(flat[:640 * 180 + 7], 640, last=True) == 181
+    assert phrase_frames(flat[:640 * 140 + 7], 640, last=True) == 141
     assert phrase_frames(flat[:640 * (MIN_PHRASE - 1)], 640, last=True) == MIN_PHRASE - 1
+
+
+def test_no_phrase_is_longer_than_six_seconds():
+    from claricodec.codec import MAX_PHRASE, phrase_frames
+    rng = np.random.default_rng(7)
+    quiet = np.zeros(640 * 10, np.float32)
+    # The first pause past 2 s ends after 6 s: not waited for; the quietest frame before is cut.
+    audio = np.concatenate([speech_like(rng, 170), quiet, speech_like(rng, 70)])
+    audio[640 * 99:640 * 102] *= 0.01
+    assert MAX_PHRASE == 150
+    assert phrase_frames(audio, 640, last=False) == 101
+    assert phrase_frames(audio, 640, last=True) == 101  # the last phrase too, when it is longer
+    assert phrase_frames(audio, 640, last=False, max_phrase=WINDOW) == 175  # the 10 s cap: the pause
+    # A pause that starts before 6 s and runs past it is cut where the cap ends it.
+    audio = np.concatenate([speech_like(rng, 140), quiet, speech_like(rng, 100)])
+    assert phrase_frames(audio, 640, last=False) == 150 - 5
 
 
 def test_the_first_long_pause_is_cut_and_else_the_longest():
@@ -95,8 +111,8 @@ def test_the_first_long_pause_is_cut_and_else_the_longest():
     audio = np.concatenate([speech_like(rng, 60), pause(6), speech_like(rng, 84), pause(15),
                             speech_like(rng, 200)])[:640 * WINDOW]
     assert phrase_frames(audio, 640, False, long_pause=5) == 66 - 3  # the first pause
-    assert phrase_frames(audio, 640, False, long_pause=12) == 165 - 7  # the first long one
-    assert phrase_frames(audio, 640, False, long_pause=20) == 165 - 7  # none long: the longest
+    assert phrase_frames(audio, 640, False, long_pause=12, max_phrase=WINDOW) == 165 - 7  # the first long one
+    assert phrase_frames(audio, 640, False, long_pause=20, max_phrase=WINDOW) == 165 - 7  # none long: the longest
     # Equals: the first of them.
     audio = np.concatenate([speech_like(rng, 60), pause(8), speech_like(rng, 82), pause(8),
                             speech_like(rng, 200)])[:640 * WINDOW]
@@ -127,10 +143,10 @@ def test_phrases_are_encoded_as_files_of_their_own_and_short_signals_as_before(m
     (phrase_window, *phrase_rest), (window, *rest) = seen
     assert np.array_equal(phrase_window, window) and phrase_rest == rest
     pause = np.zeros(hop * 10, np.float32)
-    audio = np.concatenate([speech_like(rng, 120), pause, speech_like(rng, 150), pause,
-                            speech_like(rng, 90)[:-100]])
+    audio = np.concatenate([speech_like(rng, 120), pause, speech_like(rng, 130), pause,
+                            speech_like(rng, 140)[:-100]])
     codes = encode(audio)
-    cuts = [0, 125, 125 + 5 + 150 + 5, -(-len(audio) // hop)]  # in the pauses' middles
+    cuts = [0, 125, 125 + 5 + 130 + 5, -(-len(audio) // hop)]  # in the pauses' middles
     assert len(seen) == 3 and len(codes) == cuts[-1]
     for number, (window, got_number, valid, span) in enumerate(seen):
         first, end = cuts[number], cuts[number + 1]

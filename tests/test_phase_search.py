@@ -94,10 +94,12 @@ def test_a_phase_that_would_leave_out_sound_is_not_tried(tiny_codec, speech, jud
 
 def test_each_phrase_of_a_long_signal_has_its_own_phase_and_any_read_size_gives_the_same_codes(
         tiny_codec, speech, judge):
-    one = speech_signal(tiny_codec, speech)
+    one = speech_signal(tiny_codec, speech)[:4 * 16000]  # phrases under 6 s, so cut at the pauses
     quiet = 1e-3 * np.abs(one).max()  # pauses of faint noise: what comes before a phrase matters
     pause = (quiet * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
-    signal = np.concatenate([one, pause] * 6)  # over 10 s: cut into phrases at the pauses
+    # Over 10 s: cut into phrases at the pauses. The last pause is kept under 200 ms, so no
+    # cut falls in it and the last phrase ends in it.
+    signal = np.concatenate([one, pause] * 6)[:-int(0.85 * 16000)]
     assert len(signal) > WINDOW * HOP
     phrases = []
     encode_all(PhraseEncoder(tiny_codec.model, choose=recording(tiny_codec, phrases)), signal)
