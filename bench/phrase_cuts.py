@@ -21,6 +21,8 @@ import numpy as np
 
 from claricodec.codec import PAUSE_DB, PhraseEncoder
 
+HOP = 640  # samples a codec frame (25 Hz at 16 kHz)
+
 
 class CutRecorder(PhraseEncoder):
     """The phrase cutting alone: records where each phrase starts, codes nothing."""
@@ -89,14 +91,14 @@ def main() -> None:
     signals = []
     for group in groups:
         signal, spans = join(group, args.gap)
-        signals.append((signal, speech_spans(signal, spans, 640)))
+        signals.append((signal, speech_spans(signal, spans, HOP)))
     print(f"{len(rows)} utterances in {len(groups)} files ({args.per_file} a file, {args.gap:g} s after each)\n")
     print("| LONG_PAUSE, MIN_PHRASE, MAX_PHRASE (frames) | cuts | inside an utterance | utterances alone | sharing | cut in two |")
     print("|---|---:|---:|---:|---:|---:|")
     for rule in rules:
         total: dict[str, int] = {}
         for signal, spans in signals:
-            for key, value in tally(spans, cuts(signal, rule, 640)).items():
+            for key, value in tally(spans, cuts(signal, rule, HOP)).items():
                 total[key] = total.get(key, 0) + value
         rule = rule + PhraseEncoder.rule[len(rule):]  # unnamed knobs: the shipped values
         marker = " (shipped)" if rule == PhraseEncoder.rule else ""
