@@ -48,6 +48,14 @@ def join(rows: list[dict], gap: float, lead: float = 0.0) -> tuple[np.ndarray, l
     return np.concatenate(pieces), spans
 
 
+def phrase_rule(text: str) -> tuple[int, ...]:
+    """'LONG_PAUSE,MIN_PHRASE[,MAX_PHRASE]' -> codec.PhraseEncoder.rule; knobs left out
+    keep the shipped values."""
+    from claricodec.codec import PhraseEncoder
+    given = tuple(int(v) for v in text.split(","))
+    return given + PhraseEncoder.rule[len(given):]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("manifest", help="JSONL manifest (id, path, text, source), e.g. from bench/heldout.py")
@@ -77,8 +85,7 @@ def main() -> None:
     from claricodec.codec import PhraseEncoder
     torch.set_num_threads(args.threads)
     if args.phrase_rule:
-        given = tuple(int(v) for v in args.phrase_rule.split(","))
-        PhraseEncoder.rule = given + PhraseEncoder.rule[len(given):]
+        PhraseEncoder.rule = phrase_rule(args.phrase_rule)
     rows = [json.loads(line) for line in Path(args.manifest).read_text().splitlines() if line.strip()]
     codec = ClariCodec(args.weights, search=args.search, search_segment=args.search_segment,
                        phrases=not args.fixed_windows, phase_search=args.phase_search)

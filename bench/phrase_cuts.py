@@ -83,9 +83,9 @@ def main() -> None:
                         help="a rule to count (repeatable; default: the shipped one)")
     args = parser.parse_args()
 
-    from long_files import join  # bench/ is on the path when run as a script
+    from long_files import join, phrase_rule  # bench/ is on the path when run as a script
 
-    rules = [tuple(int(v) for v in r.split(",")) for r in args.rule] if args.rule else [PhraseEncoder.rule]
+    rules = [phrase_rule(r) for r in args.rule] if args.rule else [PhraseEncoder.rule]
     rows = [json.loads(line) for line in Path(args.manifest).read_text().splitlines() if line.strip()]
     groups = [rows[i:i + args.per_file] for i in range(0, len(rows), args.per_file)]
     signals = []
@@ -100,7 +100,6 @@ def main() -> None:
         for signal, spans in signals:
             for key, value in tally(spans, cuts(signal, rule, HOP)).items():
                 total[key] = total.get(key, 0) + value
-        rule = rule + PhraseEncoder.rule[len(rule):]  # unnamed knobs: the shipped values
         marker = " (shipped)" if rule == PhraseEncoder.rule else ""
         print(f"| {', '.join(map(str, rule))}{marker} | {total['cuts']} | {total['inside']} | {total['alone']} | "
               f"{total['sharing']} | {total['split']} |")

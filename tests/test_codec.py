@@ -116,8 +116,8 @@ def test_the_first_long_pause_is_cut_and_else_the_longest():
     # Equals: the first of them.
     audio = np.concatenate([speech_like(rng, 60), pause(8), speech_like(rng, 82), pause(8),
                             speech_like(rng, 200)])[:640 * WINDOW]
-    assert phrase_frames(audio, 640, False, long_pause=12) == 68 - 4
-    assert phrase_frames(audio, 640, True, long_pause=12) == 68 - 4
+    assert phrase_frames(audio, 640, False, long_pause=12, max_phrase=WINDOW) == 68 - 4
+    assert phrase_frames(audio, 640, True, long_pause=12, max_phrase=WINDOW) == 68 - 4
 
 
 def test_phrases_are_encoded_as_files_of_their_own_and_short_signals_as_before(model):
