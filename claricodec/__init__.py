@@ -20,6 +20,6 @@ def __getattr__(name):
         from .audio import AudioError
         return AudioError
     if name == "WeightsError":
-        from .weights import WeightsError
+        from .weights_manifest import WeightsError
         return WeightsError
     raise AttributeError(name)

@@ -1,28 +1,13 @@
 """Weights on disk: a directory with manifest.json and safetensors files.
 
-manifest.json:
-    format          1
-    status          "untrained" | "training" (an early checkpoint) | "trained"
-    codec_config    CodecConfig as a dict
-    model_id        8 hex digits: sha256 of the decoder file's sha256 and the quantiser
-                    levels; written into every .cc header, so a file made for other decoder
-                    weights is refused. Stage 2 replaces encoders only, so it never changes.
-    decoder         {"file", "sha256"}
-    encoders        {name: {"file", "sha256", ...}}; "stage1" and later "rl"
-    default_encoder name of the encoder `encode` uses unless told otherwise
-    training        free-form provenance (steps, wall time, data hash, commit)
-    legacy_decoders optional {model_id: {"file", "sha256", "codec_config"}}: decoders of
-                    earlier shipped weights, kept so .cc files made with them still decode
+manifest.json is described (and read, without torch) in weights_manifest.py.
 
 Files hold fp16 tensors (small in git); they are computed in fp32. Loading is strict (every
 key present, no extra ones) and checks each file's sha256 against the manifest. No pickle.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -30,46 +15,10 @@ from safetensors.torch import load_file, save_file
 
 from .codec import Codec, CodecConfig, build_decoder, build_encoder
 from .modes import get_mode
+from .weights_manifest import (WEIGHTS_ENV, WeightsError, compute_model_id,  # noqa: F401 (re-exported)
+                               default_weights_dir, read_manifest, sha256_file)
 
-WEIGHTS_ENV = "CLARICODEC_WEIGHTS"
 TEMPERATURE_KEY = "policy.temperature"
-
-
-class WeightsError(ValueError):
-    """Weights missing, corrupt or not matching their manifest. Message is one line."""
-
-
-def default_weights_dir() -> Path:
-    env = os.environ.get(WEIGHTS_ENV)
-    if env:
-        return Path(env)
-    return Path(str(resources.files("claricodec.shipped")))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def compute_model_id(decoder_sha256: str, levels: tuple[int, ...]) -> str:
-    text = json.dumps({"decoder": decoder_sha256, "levels": list(levels)}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def read_manifest(weights_dir: Path) -> dict:
-    path = Path(weights_dir) / "manifest.json"
-    if not path.is_file():
-        raise WeightsError(f"no manifest.json in weights directory {weights_dir}")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise WeightsError(f"{path} is not valid JSON ({err.msg})") from None
-    if manifest.get("format") != 1:
-        raise WeightsError(f"{path}: unsupported manifest format {manifest.get('format')!r}")
-    return manifest
 
 
 def _load_tensors(path: Path, expected_sha256: str | None) -> dict[str, torch.Tensor]:

@@ -277,7 +277,7 @@ def info(source, weights):
 
 
 def _model_note(model_id: str, weights) -> str:
-    from claricodec.weights import WeightsError, default_weights_dir, read_manifest
+    from claricodec.weights_manifest import WeightsError, default_weights_dir, read_manifest
     try:
         manifest = read_manifest(weights or default_weights_dir())
     except WeightsError:

@@ -46,6 +46,20 @@ def test_encode_info_decode_files(run, tmp_path):
     assert sf.info(wav).samplerate == 8000
 
 
+def test_info_starts_without_torch():
+    """`info` reads a header and the manifest only: in a shell loop over many files,
+    importing torch (over a second) would be most of its time."""
+    import subprocess
+    import sys
+    probe = ("import sys; from click.testing import CliRunner; from claricodec.cli.main import main; "
+             "result = CliRunner().invoke(main, ['info', sys.argv[1]]); print(result.output); "
+             "print('torch imported:', 'torch' in sys.modules)")
+    golden = Path(__file__).parent / "golden" / "hello.cc"
+    done = subprocess.run([sys.executable, "-c", probe, str(golden)], capture_output=True, text=True, timeout=60)
+    assert "matches these weights" in done.stdout, done.stdout + done.stderr
+    assert "torch imported: False" in done.stdout
+
+
 def test_pipes_stdin_to_stdout(run, tmp_path):
     wav_bytes = (DATA / "hello.wav").read_bytes()
     enc = run("encode", "-", "-", input=wav_bytes)
