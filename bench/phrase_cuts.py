@@ -28,7 +28,8 @@ class CutRecorder(PhraseEncoder):
     """The phrase cutting alone: records where each phrase starts, codes nothing."""
 
     def __init__(self, hop: int, rule: tuple[int, ...]):
-        super().__init__(SimpleNamespace(mode=SimpleNamespace(hop=hop)))
+        # No silence code: every phrase, silent or not, reaches _code_as_file (the cuts are the same).
+        super().__init__(SimpleNamespace(mode=SimpleNamespace(hop=hop), silence_code=None))
         self.rule = rule
         self.starts: list[int] = []  # first sample of each phrase
 

@@ -74,6 +74,9 @@ class Codec(nn.Module):
         self.encoder = encoder if encoder is not None else build_encoder(config)
         self.quantizer = FSQPolicy(self.mode.levels, config.temperature)
         self.decoder = decoder if decoder is not None else build_decoder(config)
+        # The code whose run the decoder renders quietest (weights' manifest; None: send
+        # silent phrases like any other). Set by weights.load_codec; see PhraseEncoder.
+        self.silence_code: int | None = None
 
     @property
     def device(self) -> torch.device:
@@ -126,6 +129,18 @@ class Codec(nn.Module):
         """Frame indices -> 16 kHz float32 audio, frames * hop samples (see WindowedDecoder)."""
         stream = WindowedDecoder(self)
         return np.concatenate([stream.push(indices, erased), stream.finish()])
+
+    @torch.inference_mode()
+    def quietest_code(self, frames: int = 50) -> tuple[int, float]:
+        """The code whose run of `frames` the decoder renders quietest, and that level (dB
+        full scale, away from the run's ends): what a silent phrase is sent as."""
+        codes = torch.arange(self.mode.codebook_size, device=self.device)
+        k = self.quantizer.from_index(codes[:, None].expand(-1, frames))
+        audio = self.decoder(self.quantizer.scaled(k)).float()
+        middle = audio[:, frames // 5 * self.mode.hop:frames * 4 // 5 * self.mode.hop]
+        level = 10 * torch.log10(middle.pow(2).mean(1) + 1e-12)
+        best = int(level.argmin())
+        return best, float(level[best])
 
 
 class WindowedDecoder:
@@ -302,6 +317,23 @@ def phrase_frames(audio: np.ndarray, hop: int, last: bool, long_pause: int = LON
     return min_phrase + int(np.argmin(level[min_phrase:])) + 1
 
 
+# Silence (session 29): a phrase with no speech in it, coded as a file of its own, came out
+# as a noise floor nearly as loud as speech (digital silence at -44 dBFS, a quiet room's hiss
+# at -70 dBFS at -35): nothing in Whisper's states says how quiet a window is. So a silent
+# phrase is sent as a run of the decoder's silence code, with no Whisper pass.
+SILENT_DB = 45.0  # silent: a phrase whose loudest frame is this far below the loudest around it
+HISTORY = 750  # frames (30 s) before a phrase that are around it, with the WINDOW from its start
+SILENCE_FLOOR_DB = -80.0  # silent too: a phrase whose loudest frame is below this (dB full scale)
+
+
+def loudest_frame_db(audio: np.ndarray, hop: int) -> float:
+    """The power of the loudest frame (zero-padded to whole frames), dB full scale."""
+    frames = -(-len(audio) // hop)
+    padded = np.zeros(frames * hop, np.float64)
+    padded[:len(audio)] = audio
+    return float(10 * np.log10((padded.reshape(frames, hop) ** 2).mean(1).max(initial=0) + 1e-10))
+
+
 class PhraseEncoder(WindowedEncoder):
     """WindowedEncoder for signals longer than one window, cut into phrases at pauses.
 
@@ -312,7 +344,8 @@ class PhraseEncoder(WindowedEncoder):
     coded that way the same utterances lost 13 points of WER; phrases of up to 10 s lost
     0.5-2.9 points more than phrases of up to 6 s (docs/results.md, "Long files"). A
     signal of at most one window is one phrase, encoded exactly as WindowedEncoder
-    encodes it. The cuts depend only on the signal, so a file, a pipe or any read size
+    encodes it. A silent phrase (SILENT_DB) is sent as a run of the codec's silence code.
+    The cuts and the silence depend only on the signal, so a file, a pipe or any read size
     give the same codes; memory stays one window."""
 
     rule = (LONG_PAUSE, MIN_PHRASE, MAX_PHRASE)  # phrase_frames' knobs (a bench varies them)
@@ -320,6 +353,7 @@ class PhraseEncoder(WindowedEncoder):
     def __init__(self, codec: Codec, choose=None):
         super().__init__(codec, choose)
         self.buffer = np.zeros(0, dtype=np.float32)  # the signal from frame frames_done on
+        self.recent: list[tuple[int, float]] = []  # (end frame, loudest dB) of phrases of the last HISTORY frames
 
     def push(self, audio: np.ndarray) -> np.ndarray:
         self.total_samples += len(audio)
@@ -327,19 +361,37 @@ class PhraseEncoder(WindowedEncoder):
         out = []
         while len(self.buffer) > WINDOW * self.hop:  # more than a window left: not the last phrase
             frames = phrase_frames(self.buffer[:WINDOW * self.hop], self.hop, False, *self.rule)
-            out.append(self._encode_phrase(self.buffer[:frames * self.hop]))
+            out.append(self._next_phrase(frames))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def finish(self) -> np.ndarray:
         out = []
         while len(self.buffer):
             frames = WINDOW if self.frames_done == 0 else phrase_frames(self.buffer, self.hop, True, *self.rule)
-            out.append(self._encode_phrase(self.buffer[:frames * self.hop]))
+            out.append(self._next_phrase(frames))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
+    def _next_phrase(self, frames: int) -> np.ndarray:
+        """The codes of the buffer's first `frames` frames: a run of the silence code if
+        they are silent, else _encode_phrase's."""
+        phrase = self.buffer[:frames * self.hop]
+        loudest = loudest_frame_db(phrase, self.hop)
+        self.recent = [(end, level) for end, level in self.recent if end > self.frames_done - HISTORY]
+        around = max([loudest_frame_db(self.buffer[:WINDOW * self.hop], self.hop)]
+                     + [level for _, level in self.recent])
+        end = self.frames_done + -(-len(phrase) // self.hop)
+        self.recent.append((end, loudest))
+        if self.codec.silence_code is None or loudest >= max(SILENCE_FLOOR_DB, around - SILENT_DB):
+            return self._encode_phrase(phrase)
+        self.windows_done += 1  # as if coded: an encode-time search seeds its draws by window
+        return self._advance(phrase, np.full(end - self.frames_done, self.codec.silence_code, np.int64))
+
     def _encode_phrase(self, phrase: np.ndarray) -> np.ndarray:
-        """Encode the phrase at the buffer's start as a file, and drop it from the buffer."""
-        codes = self._code_as_file(phrase)
+        """Encode the phrase at the buffer's start as a file."""
+        return self._advance(phrase, self._code_as_file(phrase))
+
+    def _advance(self, phrase: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Drop the phrase (at the buffer's start) from the buffer; its codes go out."""
         self.buffer = self.buffer[len(phrase):]
         self.frames_done += len(codes)
         return codes

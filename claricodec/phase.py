@@ -99,8 +99,9 @@ class PhasedEncoder(PhraseEncoder):
         if self.tally is not None:
             self.tally.phrases += 1
             self.tally.moved += offsets[best] > 0
+        return self._advance(phrase, codes[best])
+
+    def _advance(self, phrase: np.ndarray, codes: np.ndarray) -> np.ndarray:
         kept = np.concatenate([self.before, phrase])
         self.before = kept[len(kept) - len(self.before):]
-        self.buffer = self.buffer[len(phrase):]
-        self.frames_done += frames
-        return codes[best]
+        return super()._advance(phrase, codes)

@@ -74,8 +74,16 @@ def load_codec(weights_dir: Path | None = None, encoder: str | Path | None = Non
     _load_strict(enc, tensors, "encoder")
     config.temperature = float(temperature)
     codec = Codec(config, enc, decoder).to(device).eval()
+    codec.silence_code = _silence_code(manifest, mode.codebook_size)
     info = dict(manifest, model_id=model_id, encoder_name=str(name), weights_dir=str(weights_dir))
     return codec, info
+
+
+def _silence_code(manifest: dict, codebook_size: int) -> int | None:
+    code = manifest.get("silence_code")
+    if code is not None and (not isinstance(code, int) or not 0 <= code < codebook_size):
+        raise WeightsError(f"manifest silence_code {code!r} is not a code of this codec")
+    return code
 
 
 def load_legacy_decoder(weights_dir: Path | None, model_id: str) -> Codec | None:
@@ -160,6 +168,7 @@ def export_weights(codec: Codec, out_dir: Path, training: dict, status: str = "t
         "decoder": {"file": dec_path.name, "sha256": dec_sha},
         "encoders": encoders,
         "default_encoder": "rl" if "rl" in encoders else encoder_name,
+        "silence_code": codec.quietest_code()[0],
         "training": training,
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

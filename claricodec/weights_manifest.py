@@ -13,6 +13,8 @@ manifest.json:
     decoder         {"file", "sha256"}
     encoders        {name: {"file", "sha256", ...}}; "stage1" and later "rl"
     default_encoder name of the encoder `encode` uses unless told otherwise
+    silence_code    optional: the code whose run the decoder renders quietest
+                    (Codec.quietest_code); silent phrases are sent as it (codec.py)
     training        free-form provenance (steps, wall time, data hash, commit)
     legacy_decoders optional {model_id: {"file", "sha256", "codec_config"}}: decoders of
                     earlier shipped weights, kept so .cc files made with them still decode

@@ -214,3 +214,71 @@ def test_the_cut_count_tells_cuts_between_utterances_from_cuts_inside_one():
     # A cut in a recording's own leading silence is between utterances once spans are trimmed.
     padded = np.concatenate([np.zeros(640 * 4, np.float32), speech_like(rng, 30)])
     assert bench.speech_spans(padded, [(0, len(padded))], 640) == [(640 * 4, len(padded))]
+
+
+# --- silence: a phrase with no speech is sent as the silence code -------------------------
+
+def encode_phrases(model, audio, piece=10 ** 7):
+    from claricodec.codec import PhraseEncoder
+    encoder = PhraseEncoder(model)
+    parts = [encoder.push(audio[i:i + piece]) for i in range(0, len(audio), piece)]
+    return np.concatenate(parts + [encoder.finish()])
+
+
+@pytest.fixture
+def without_silence_code(model):
+    code = model.silence_code
+    model.silence_code = None
+    yield code
+    model.silence_code = code
+
+
+def test_a_long_gap_is_sent_as_the_silence_code_and_the_speech_around_it_as_before(model):
+    rng = np.random.default_rng(8)
+    room = (rng.standard_normal(640 * 400) * 10 ** (-70 / 20)).astype(np.float32)  # 16 s, 50 dB under the speech
+    audio = np.concatenate([speech_like(rng, 120), room, speech_like(rng, 120)])
+    silence = model.silence_code
+    assert silence is not None  # export_weights names it
+    codes = encode_phrases(model, audio)
+    model.silence_code = None
+    try:
+        before = encode_phrases(model, audio)  # the same signal, silent phrases coded like any other
+    finally:
+        model.silence_code = silence
+    changed = codes != before
+    assert changed.sum() > 250 and np.all(codes[changed] == silence)
+    assert np.all(codes[140:350] == silence)  # the gap's middle, whichever phrases it was cut into
+    assert np.array_equal(codes[:120], before[:120]) and np.array_equal(codes[520:], before[520:])
+    for piece in (1000, 640 * 250 + 3):  # any read size: the same codes
+        assert np.array_equal(encode_phrases(model, audio, piece), codes)
+
+
+def test_a_file_is_silence_only_below_the_floor_when_nothing_louder_is_around(model, without_silence_code):
+    silence = without_silence_code
+    rng = np.random.default_rng(9)
+    hiss = (rng.standard_normal(640 * 100) * 10 ** (-70 / 20)).astype(np.float32)
+    coded_as_any = encode_phrases(model, hiss)
+    model.silence_code = silence
+    assert np.all(encode_phrases(model, np.zeros(640 * 100, np.float32)) == silence)  # digital silence
+    assert np.all(encode_phrases(model, hiss * 0.01) == silence)  # -110 dBFS: under the floor
+    # A quiet file alone (-70 dBFS) may be quiet speech: coded as it is.
+    assert np.array_equal(encode_phrases(model, hiss), coded_as_any)
+
+
+def test_the_manifest_silence_code_must_be_a_code(tiny_weights, tmp_path):
+    import json
+    import shutil
+
+    from claricodec.weights import WeightsError, load_codec
+    weights = tmp_path / "w"
+    shutil.copytree(tiny_weights, weights)
+    manifest = json.loads((weights / "manifest.json").read_text())
+    codec, _ = load_codec(weights)
+    assert codec.silence_code == manifest["silence_code"] == codec.quietest_code()[0]
+    for bad in (256, -1, "130"):
+        (weights / "manifest.json").write_text(json.dumps(dict(manifest, silence_code=bad)))
+        with pytest.raises(WeightsError, match="silence_code"):
+            load_codec(weights)
+    del manifest["silence_code"]  # weights from before session 29: no silence code, none sent
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    assert load_codec(weights)[0].silence_code is None

@@ -209,3 +209,25 @@ def test_every_judge_of_the_phase_judges_probe_prefers_the_closer_coding():
     for order, expected in (((far, close), 1), ((close, far), 0)):
         for name, score in judges(np.stack([original, *order]), level).items():
             assert score.shape == (2,) and int(np.argmax(score)) == expected, name
+
+
+def test_a_silent_phrase_is_sent_as_silence_and_the_next_phrase_delayed_after_it(tiny_codec, speech, judge):
+    one = speech_signal(tiny_codec, speech)[:4 * 16000]
+    hiss = (1e-5 * np.random.default_rng(1).standard_normal(12 * 16000)).astype(np.float32)  # -100 dBFS
+    signal = np.concatenate([one, hiss, one, hiss[:8000]])  # ends in a pause: the last phrase may be delayed
+    judge["choices"] = [1]  # the delayed phase wherever it may be tried
+    coded = []
+    encoder = PhasedEncoder(tiny_codec.model, choose=recording(tiny_codec, coded))
+    codes = encode_all(encoder, signal)
+    assert len(codes) == -(-len(signal) // HOP)
+    assert np.all(codes[150:350] == tiny_codec.model.silence_code)  # the gap: frames 100-400
+    assert 320 in encoder.chosen and len(encoder.chosen) < 5  # only the phrases with sound were coded
+    # Each coding is a stretch of the signal (with 320 zeros before it), a delayed one
+    # starting with what came just before its phrase, though a silent phrase came before.
+    padded = np.concatenate([np.zeros(320, np.float32), signal])
+    starts = []
+    for samples in coded:
+        starts.append(next(s for s in np.flatnonzero(padded == samples[0])
+                           if np.array_equal(padded[s:s + len(samples)], samples)))
+    delayed = [start for start in starts if start % HOP == 0]  # as it is: 320 past a frame's start
+    assert max(delayed) > 300 * HOP  # a phrase after the gap, delayed by the hiss before it

@@ -45,3 +45,23 @@ def test_shipped_codec_beats_random_initialisation_by_a_wide_margin():
     random_codec = Codec(CodecConfig.from_dict(shipped.info["codec_config"])).eval()
     trained, untrained = reconstruction_loss(shipped.model, clips), reconstruction_loss(random_codec, clips)
     assert trained < 0.6 * untrained, (trained, untrained)
+
+
+def test_a_pause_between_utterances_comes_out_silent():
+    """A long pause of a recording is sent as the decoder's silence code (the manifest's,
+    which must be the code it renders quietest): it used to come out as a noise floor
+    nearly as loud as the speech (-35 dBFS for a -70 dBFS room)."""
+    from conftest import DATA
+    import soundfile as sf
+    shipped = ClariCodec()
+    assert shipped.model.silence_code == shipped.model.quietest_code()[0]
+    speech, rate = sf.read(DATA / "hello.wav", dtype="float32")
+    room = (np.random.default_rng(0).standard_normal(15 * rate) * 10 ** (-70 / 20)).astype(np.float32)
+    decoded, _ = shipped.decode(shipped.encode(np.concatenate([speech, room, speech]), rate))
+    def level(audio):
+        return 10 * np.log10(np.mean(audio.astype(np.float64) ** 2) + 1e-20)
+
+    assert level(decoded[len(speech) + 2 * rate:len(speech) + 13 * rate]) < -80
+    alone, _ = shipped.decode(shipped.encode(speech, rate))
+    for said in (decoded[:len(speech)], decoded[-len(speech):]):  # the speech either side still there
+        assert abs(level(said) - level(alone)) < 3
