@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--per-file", type=int, default=10, help="utterances joined into one file")
     parser.add_argument("--gap", type=float, default=0.5, help="seconds of silence after each utterance")
     parser.add_argument("--lead", type=float, default=0.0, help="seconds of silence before each utterance")
+    parser.add_argument("--noise", type=float, default=None, metavar="SNR",
+                        help="pink noise over each whole file, pauses too (a noisy room), SNR dB under its speech")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--search", type=int, default=1, help="encode --search N (1: plain)")
     parser.add_argument("--search-segment", type=float, default=None, metavar="SECONDS")
@@ -94,6 +96,10 @@ def main() -> None:
     groups = [rows[i:i + args.per_file] for i in range(0, len(rows), args.per_file)]
     for number, group in enumerate(groups, 1):
         signal, spans = join(group, args.gap, args.lead)
+        if args.noise is not None:
+            from conditions import active_rms, pink_noise
+            noise = pink_noise(len(signal), np.random.default_rng(number)) * active_rms(signal) * 10 ** (-args.noise / 20)
+            signal = np.clip(signal + noise, -1, 1).astype(np.float32)
         start = time.perf_counter()
         data = codec.encode(signal, RATE)
         middle = time.perf_counter()
@@ -124,7 +130,8 @@ def main() -> None:
         save_hyps(results, args.save_hyps)
     overall = summarize(results, [CLARICODEC])["all"]
     print(f"{len(groups)} files of {args.per_file} utterances ({seconds / 60:.1f} min; "
-          f"{args.lead:g} s of silence before each, {args.gap:g} s after), "
+          f"{args.lead:g} s of silence before each, {args.gap:g} s after"
+          + (f", pink noise {args.noise:g} dB under the speech throughout" if args.noise is not None else "") + "), "
           f"`--search {args.search}`" + (f" `--search-segment {args.search_segment:g}`" if args.search_segment else "")
           + (", fixed 10 s windows" if args.fixed_windows else
              f", phrase by phrase (rule {', '.join(map(str, PhraseEncoder.rule))})")

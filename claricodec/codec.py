@@ -318,20 +318,45 @@ def phrase_frames(audio: np.ndarray, hop: int, last: bool, long_pause: int = LON
 
 
 # Silence (session 29): a phrase with no speech in it, coded as a file of its own, came out
-# as a noise floor nearly as loud as speech (digital silence at -44 dBFS, a quiet room's hiss
-# at -70 dBFS at -35): nothing in Whisper's states says how quiet a window is. So a silent
-# phrase is sent as a run of the decoder's silence code, with no Whisper pass.
+# as a noise floor about as loud as speech (digital silence at -44 dBFS, a quiet room's hiss
+# at -70 dBFS at -35, at -45 dBFS at -30): nothing in Whisper's states says how quiet a
+# window is. Inside a phrase with speech, pauses and noise come out quieter than they went
+# in. So a silent phrase is sent as a run of the decoder's silence code, with no Whisper pass.
 SILENT_DB = 45.0  # silent: a phrase whose loudest frame is this far below the loudest around it
 HISTORY = 750  # frames (30 s) before a phrase that are around it, with the WINDOW from its start
 SILENCE_FLOOR_DB = -80.0  # silent too: a phrase whose loudest frame is below this (dB full scale)
+# Silent too: steady noise with no speech in it, a phrase whose frame levels spread (95th
+# minus 10th percentile) less than STEADY_DB and whose loudest frame is STEADY_BELOW_DB below
+# the loudest around it. Phrases with speech spread 13 dB or more, even in noise at 10 dB
+# SNR (docs/results.md, "Recording conditions"); stationary noise 1-2 dB.
+STEADY_DB = 6.0
+STEADY_BELOW_DB = 15.0
+STEADY_FRAMES = 10  # whole frames a phrase needs before its spread is judged
+
+
+def frame_levels_db(audio: np.ndarray, hop: int) -> np.ndarray:
+    """Each frame's power (zero-padded to whole frames), dB full scale."""
+    frames = -(-len(audio) // hop)
+    padded = np.zeros(frames * hop, np.float64)
+    padded[:len(audio)] = audio
+    return 10 * np.log10((padded.reshape(frames, hop) ** 2).mean(1) + 1e-10)
 
 
 def loudest_frame_db(audio: np.ndarray, hop: int) -> float:
     """The power of the loudest frame (zero-padded to whole frames), dB full scale."""
-    frames = -(-len(audio) // hop)
-    padded = np.zeros(frames * hop, np.float64)
-    padded[:len(audio)] = audio
-    return float(10 * np.log10((padded.reshape(frames, hop) ** 2).mean(1).max(initial=0) + 1e-10))
+    return float(frame_levels_db(audio, hop).max(initial=-100.0))
+
+
+def is_silent(phrase: np.ndarray, hop: int, around_db: float) -> bool:
+    """Whether a phrase holds no speech: far below the loudest frame around it (around_db),
+    under the floor, or steady noise well below it (see SILENT_DB and STEADY_DB)."""
+    levels = frame_levels_db(phrase, hop)
+    loudest = levels.max(initial=-100.0)
+    if loudest < max(SILENCE_FLOOR_DB, around_db - SILENT_DB):
+        return True
+    whole = levels[:len(phrase) // hop]
+    return (len(whole) >= STEADY_FRAMES and loudest < around_db - STEADY_BELOW_DB
+            and np.percentile(whole, 95) - np.percentile(whole, 10) < STEADY_DB)
 
 
 class PhraseEncoder(WindowedEncoder):
@@ -344,7 +369,7 @@ class PhraseEncoder(WindowedEncoder):
     coded that way the same utterances lost 13 points of WER; phrases of up to 10 s lost
     0.5-2.9 points more than phrases of up to 6 s (docs/results.md, "Long files"). A
     signal of at most one window is one phrase, encoded exactly as WindowedEncoder
-    encodes it. A silent phrase (SILENT_DB) is sent as a run of the codec's silence code.
+    encodes it. A silent phrase (is_silent) is sent as a run of the codec's silence code.
     The cuts and the silence depend only on the signal, so a file, a pipe or any read size
     give the same codes; memory stays one window."""
 
@@ -375,13 +400,12 @@ class PhraseEncoder(WindowedEncoder):
         """The codes of the buffer's first `frames` frames: a run of the silence code if
         they are silent, else _encode_phrase's."""
         phrase = self.buffer[:frames * self.hop]
-        loudest = loudest_frame_db(phrase, self.hop)
         self.recent = [(end, level) for end, level in self.recent if end > self.frames_done - HISTORY]
         around = max([loudest_frame_db(self.buffer[:WINDOW * self.hop], self.hop)]
                      + [level for _, level in self.recent])
         end = self.frames_done + -(-len(phrase) // self.hop)
-        self.recent.append((end, loudest))
-        if self.codec.silence_code is None or loudest >= max(SILENCE_FLOOR_DB, around - SILENT_DB):
+        self.recent.append((end, loudest_frame_db(phrase, self.hop)))
+        if self.codec.silence_code is None or not is_silent(phrase, self.hop, around):
             return self._encode_phrase(phrase)
         self.windows_done += 1  # as if coded: an encode-time search seeds its draws by window
         return self._advance(phrase, np.full(end - self.frames_done, self.codec.silence_code, np.int64))

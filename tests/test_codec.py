@@ -282,3 +282,20 @@ def test_the_manifest_silence_code_must_be_a_code(tiny_weights, tmp_path):
     del manifest["silence_code"]  # weights from before session 29: no silence code, none sent
     (weights / "manifest.json").write_text(json.dumps(manifest))
     assert load_codec(weights)[0].silence_code is None
+
+
+def test_steady_noise_well_below_the_speech_is_silent_and_speech_in_noise_is_not():
+    from claricodec.codec import is_silent
+    rng = np.random.default_rng(10)
+    speech = speech_like(rng, 100)
+    speech[640 * 40:640 * 60] *= 0.01  # a pause: speech's level moves by tens of dB
+    hiss = (rng.standard_normal(640 * 100) * 10 ** (-45 / 20)).astype(np.float32)
+    loud = -20.0  # dB full scale: the loudest frame around (speech_like's level)
+    assert is_silent(hiss, 640, loud)  # steady, 25 dB under the speech around it
+    assert not is_silent(hiss, 640, -50.0)  # as loud as what is around it: may be speech
+    assert not is_silent(hiss[:640 * 9], 640, loud)  # too short to judge its spread
+    assert not is_silent(speech, 640, loud)
+    assert not is_silent(speech * 0.05, 640, loud)  # speech 26 dB under the loudest: its level still moves
+    assert not is_silent(speech + hiss * 10, 640, loud)  # speech in noise at ~5 dB SNR
+    assert is_silent(speech * 10 ** (-50 / 20), 640, loud)  # anything 45 dB under
+    assert is_silent(np.zeros(640 * 20, np.float32), 640, -120.0)  # under the floor, nothing around
