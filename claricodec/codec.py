@@ -332,6 +332,9 @@ SILENCE_FLOOR_DB = -80.0  # silent too: a phrase whose loudest frame is below th
 STEADY_DB = 6.0
 STEADY_BELOW_DB = 15.0
 STEADY_FRAMES = 10  # whole frames a phrase needs before its spread is judged
+# A silence goes on (however long: the loudest around it may by then be the noise itself)
+# while the phrases after it are steady and no more than this louder than the silent one.
+STEADY_RISE_DB = 3.0
 
 
 def frame_levels_db(audio: np.ndarray, hop: int) -> np.ndarray:
@@ -347,16 +350,18 @@ def loudest_frame_db(audio: np.ndarray, hop: int) -> float:
     return float(frame_levels_db(audio, hop).max(initial=-100.0))
 
 
-def is_silent(phrase: np.ndarray, hop: int, around_db: float) -> bool:
+def is_silent(phrase: np.ndarray, hop: int, around_db: float, silence_db: float | None = None) -> bool:
     """Whether a phrase holds no speech: far below the loudest frame around it (around_db),
-    under the floor, or steady noise well below it (see SILENT_DB and STEADY_DB)."""
+    under the floor, or steady noise well below it (see SILENT_DB and STEADY_DB), or, right
+    after a silent phrase whose loudest frame was silence_db, steady and not much louder."""
     levels = frame_levels_db(phrase, hop)
     loudest = levels.max(initial=-100.0)
     if loudest < max(SILENCE_FLOOR_DB, around_db - SILENT_DB):
         return True
     whole = levels[:len(phrase) // hop]
-    return (len(whole) >= STEADY_FRAMES and loudest < around_db - STEADY_BELOW_DB
-            and np.percentile(whole, 95) - np.percentile(whole, 10) < STEADY_DB)
+    if len(whole) < STEADY_FRAMES or np.percentile(whole, 95) - np.percentile(whole, 10) >= STEADY_DB:
+        return False
+    return loudest < around_db - STEADY_BELOW_DB or (silence_db is not None and loudest <= silence_db + STEADY_RISE_DB)
 
 
 class PhraseEncoder(WindowedEncoder):
@@ -379,6 +384,7 @@ class PhraseEncoder(WindowedEncoder):
         super().__init__(codec, choose)
         self.buffer = np.zeros(0, dtype=np.float32)  # the signal from frame frames_done on
         self.recent: list[tuple[int, float]] = []  # (end frame, loudest dB) of phrases of the last HISTORY frames
+        self.silence_db: float | None = None  # the loudest frame of the last phrase, if it was silent
 
     def push(self, audio: np.ndarray) -> np.ndarray:
         self.total_samples += len(audio)
@@ -404,8 +410,11 @@ class PhraseEncoder(WindowedEncoder):
         around = max([loudest_frame_db(self.buffer[:WINDOW * self.hop], self.hop)]
                      + [level for _, level in self.recent])
         end = self.frames_done + -(-len(phrase) // self.hop)
-        self.recent.append((end, loudest_frame_db(phrase, self.hop)))
-        if self.codec.silence_code is None or not is_silent(phrase, self.hop, around):
+        loudest = loudest_frame_db(phrase, self.hop)
+        self.recent.append((end, loudest))
+        silent = is_silent(phrase, self.hop, around, self.silence_db)
+        self.silence_db = loudest if silent else None
+        if self.codec.silence_code is None or not silent:
             return self._encode_phrase(phrase)
         self.windows_done += 1  # as if coded: an encode-time search seeds its draws by window
         return self._advance(phrase, np.full(end - self.frames_done, self.codec.silence_code, np.int64))

@@ -299,3 +299,16 @@ def test_steady_noise_well_below_the_speech_is_silent_and_speech_in_noise_is_not
     assert not is_silent(speech + hiss * 10, 640, loud)  # speech in noise at ~5 dB SNR
     assert is_silent(speech * 10 ** (-50 / 20), 640, loud)  # anything 45 dB under
     assert is_silent(np.zeros(640 * 20, np.float32), 640, -120.0)  # under the floor, nothing around
+    # Right after a silent phrase: steady and at most 3 dB louder goes on being silent,
+    # even with nothing louder around any more (a pause longer than the 30 s remembered).
+    assert is_silent(hiss, 640, -45.0, silence_db=-44.0)
+    assert not is_silent(hiss * 2, 640, -45.0, silence_db=-44.0)  # 6 dB louder: something new
+    assert not is_silent(speech * 0.01, 640, -45.0, silence_db=-44.0)  # not steady
+
+
+def test_a_pause_longer_than_the_remembered_30_s_stays_silent(model):
+    rng = np.random.default_rng(11)
+    hiss = (rng.standard_normal(640 * 2500) * 10 ** (-45 / 20)).astype(np.float32)  # 100 s
+    audio = np.concatenate([speech_like(rng, 120), hiss, speech_like(rng, 120)])
+    codes = encode_phrases(model, audio)
+    assert np.all(codes[200:2550] == model.silence_code)
