@@ -283,6 +283,14 @@ LONG_PAUSE = PAUSE_FRAMES
 MAX_PHRASE = 150  # frames (6 s)
 
 
+def frame_levels_db(audio: np.ndarray, hop: int) -> np.ndarray:
+    """Each frame's power (zero-padded to whole frames), dB full scale."""
+    frames = -(-len(audio) // hop)
+    padded = np.zeros(frames * hop, np.float64)
+    padded[:len(audio)] = audio
+    return 10 * np.log10((padded.reshape(frames, hop) ** 2).mean(1) + 1e-10)
+
+
 def phrase_frames(audio: np.ndarray, hop: int, last: bool, long_pause: int = LONG_PAUSE,
                   min_phrase: int = MIN_PHRASE, max_phrase: int = MAX_PHRASE) -> int:
     """Frames of the next phrase of `audio` (at most WINDOW frames of a longer signal, or,
@@ -296,8 +304,7 @@ def phrase_frames(audio: np.ndarray, hop: int, last: bool, long_pause: int = LON
     total = -(-len(audio) // hop)
     if whole <= min_phrase:
         return total if last else whole
-    power = (np.asarray(audio[:whole * hop], np.float64).reshape(whole, hop) ** 2).mean(1)
-    level = np.convolve(10 * np.log10(power + 1e-10), np.ones(3) / 3, mode="same")
+    level = np.convolve(frame_levels_db(audio[:whole * hop], hop), np.ones(3) / 3, mode="same")
     quiet = np.append(level < level.max() - PAUSE_DB, False)
     run, best = 0, None  # best: (frames, cut) of the longest pause so far
     for i, q in enumerate(quiet):
@@ -335,14 +342,6 @@ STEADY_FRAMES = 10  # whole frames a phrase needs before its spread is judged
 # A silence goes on (however long: the loudest around it may by then be the noise itself)
 # while the phrases after it are steady and no more than this louder than the silent one.
 STEADY_RISE_DB = 3.0
-
-
-def frame_levels_db(audio: np.ndarray, hop: int) -> np.ndarray:
-    """Each frame's power (zero-padded to whole frames), dB full scale."""
-    frames = -(-len(audio) // hop)
-    padded = np.zeros(frames * hop, np.float64)
-    padded[:len(audio)] = audio
-    return 10 * np.log10((padded.reshape(frames, hop) ** 2).mean(1) + 1e-10)
 
 
 def loudest_frame_db(audio: np.ndarray, hop: int) -> float:
