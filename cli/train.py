@@ -74,8 +74,12 @@ def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: 
               "[eval] wheels, e.g. with --device cuda.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where --whisper-file's encoder runs.")
+@click.option("--front-window", type=click.Choice(["full", "trimmed"]), default="full", show_default=True,
+              help="What Whisper hears around an utterance: the whole 12 s analysis window (the "
+                   "shipped head), or the utterance and 1 s each side (faster encoding; a head "
+                   "must be trained for it). Must match the codec being trained.")
 def prepare_front(cache: Path | None, splits: tuple[str, ...], threads: int, whisper_file: Path | None,
-                  device: str):
+                  device: str, front_window: str):
     """Add the Whisper-front encoder's input features to a prepared cache (needs [eval]).
 
     Only for training a codec with `train stage1 --front whisper`: each utterance's Whisper
@@ -99,7 +103,8 @@ def prepare_front(cache: Path | None, splits: tuple[str, ...], threads: int, whi
         count = len(json.loads((out / "index.json").read_text()))
         with progress_bar() as bar:
             task = bar.add_task(f"front {split}", total=count)
-            build_front_cache(out, threads=threads, progress=lambda: bar.advance(task), states=states)
+            build_front_cache(out, threads=threads, progress=lambda: bar.advance(task), states=states,
+                              front_window=front_window)
         console.print(f"{split}: front features for {count} utterances in {out}")
 
 
@@ -159,8 +164,9 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels, fr
     if frozen_from is not None:
         codec = _whisper_front_codec(frozen_from, "--frozen-encoder")
         warm_path = os.path.relpath(frozen_from.resolve(), Path.cwd())
+    front_window = "full" if codec is None else codec.config.front_window
     if whole_from is not None:
-        _whisper_front_codec(whole_from, "--whisper-front")
+        front_window = _whisper_front_codec(whole_from, "--whisper-front").config.front_window
         warm_path = os.path.relpath(whole_from.resolve(), Path.cwd())
     audio_only = whole_from is not None
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +198,8 @@ def pack(out, part, max_mb, teacher_dims, opus_level, exclude, cache, wheels, fr
                        audio_only=audio_only)
         except PackError as err:
             fail(str(err))
-        (tmp / "run.sh").write_text(DEVICE_SCRIPT.replace("@WARM@", warm_path))
+        (tmp / "run.sh").write_text(DEVICE_SCRIPT.replace("@WARM@", warm_path)
+                                    .replace("@FRONT_WINDOW@", front_window))
         if wheels:
             run = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
                                   "--only-binary=:all:", "--python-version", "3.12",
@@ -296,6 +303,10 @@ def unpack(pack_dir, cache):
               help="Encoder front for a new run: the ConvNeXt on log-mel, or frozen Whisper "
                    "tiny.en states + a small head (needs `train prepare-front`). Default: the "
                    "resumed run's, else mel.")
+@click.option("--front-window", type=click.Choice(["full", "trimmed"]), default=None,
+              help="Whisper front: what Whisper hears around an utterance (see `train "
+                   "prepare-front`; the cache must match). Default: the resumed run's, else full. "
+                   "Given for a resumed run, it switches the head to that window.")
 @click.option("--init-decoder", type=click.Path(path_type=Path, file_okay=False, exists=True),
               default=None, help="A new run's decoder (and discriminators) start from these "
                                  "weights' instead of from scratch, e.g. weights/.")
@@ -303,7 +314,7 @@ def unpack(pack_dir, cache):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_start, ctc_weight,
            distill_weight, asr_feature_weight, speed_perturb, freeze_encoder, batch_seconds, minutes,
-           hold_out, front, init_decoder, threads, device):
+           hold_out, front, front_window, init_decoder, threads, device):
     """Stage 1: train encoder, quantiser and decoder end to end."""
     import torch
     from claricodec.codec import CodecConfig
@@ -317,6 +328,8 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
     elif front and front != codec_config.front:
         fail(f"this run was made with the {codec_config.front} front, not {front}: "
              "start a new one with --fresh and its own --run-dir and --warmstart")
+    if front_window:
+        codec_config.front_window = front_window
     trainer = _stage1_trainer(cache, run_dir, pick_device(device), warmstart, codec_config)
     if resume and trainer.resume():
         console.print(f"resumed at step {trainer.step}")
@@ -587,6 +600,12 @@ def context_table(out, weights, cache, hold_out, threads):
         fail(str(err))
     if not getattr(codec.encoder, "reads_features", False):
         fail("these weights are not a Whisper-front codec (their codes cannot come from the cache)")
+    from claricodec.train.data import check_front_cache
+    for split in corpora:
+        try:
+            check_front_cache(_cache_dir(cache, split), codec.config.front_window)
+        except ValueError as err:
+            fail(str(err))
     codec.eval()
     with progress_bar(transient=True) as bar:
         task = bar.add_task("codes of every utterance", total=sum(len(c.index) for c in corpora.values()))

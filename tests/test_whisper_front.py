@@ -31,9 +31,9 @@ from test_training import cache  # noqa: E402,F401
 FRONT = CodecConfig(**(TINY.to_dict() | {"front": "whisper", "front_depth": 1}))
 
 
-def front_codec(seed: int = 0) -> Codec:
+def front_codec(seed: int = 0, front_window: str = "full") -> Codec:
     torch.manual_seed(seed)
-    codec = Codec(CodecConfig(**FRONT.to_dict())).eval()
+    codec = Codec(CodecConfig(**(FRONT.to_dict() | {"front_window": front_window}))).eval()
     with torch.no_grad():  # spread a random head's outputs over the levels
         codec.encoder.head[-1].weight.mul_(40.0)
     return codec
@@ -57,17 +57,21 @@ def stale_front(split_dir):
         meta.write_text(saved)
 
 
-def test_encoding_a_file_reads_the_features_that_training_caches(speech):
-    codec, states = front_codec(), WhisperStates.shared(1)
+@pytest.mark.parametrize("front_window", ["trimmed", "full"])
+def test_encoding_a_file_reads_the_features_that_training_caches(speech, front_window):
+    codec, states = front_codec(front_window=front_window), WhisperStates.shared(1)
+    trimmed = front_window == "trimmed"
     audio = speech[0]
     short = codec.encode(audio)  # one analysis window
-    assert np.array_equal(short, codes_from_features(codec, file_states(audio, states)))
+    assert np.array_equal(short, codes_from_features(codec, file_states(audio, states, trimmed)))
     assert len(np.unique(short)) > 5
+    # The other window gives Whisper other states, and the same head other codes.
+    assert not np.array_equal(short, codes_from_features(codec, file_states(audio, states, not trimmed)))
     # Three windows: Whisper runs once per window, the head on each whole window, so only
     # frames within the head's reach (3 frames) of a window edge may differ from the head
     # run on the cached features end to end.
     long = np.tile(audio, 4)[:16000 * 21]
-    got, want = codec.encode(long), codes_from_features(codec, file_states(long, states))
+    got, want = codec.encode(long), codes_from_features(codec, file_states(long, states, trimmed))
     assert len(got) == len(want) == -(-len(long) // 640)
     far = np.ones(len(got), bool)
     for edge in (WINDOW, 2 * WINDOW):
@@ -82,8 +86,16 @@ def test_the_shipped_head_reads_only_the_files_own_frames_as_in_training():
     near its ends, differed from what training taught."""
     codec = load_codec()[0].eval()
     audio = load_audio(Path(__file__).parent / "data" / "hello.wav", 16000)
-    want = codes_from_features(codec, file_states(audio, WhisperStates.shared(1)))
+    want = codes_from_features(codec, file_states(audio, WhisperStates.shared(1), codec.encoder.trimmed))
     assert np.array_equal(codec.encode(audio), want)
+
+
+def test_a_config_saved_before_trimmed_windows_reads_full_ones():
+    assert CodecConfig.from_dict({"front": "whisper"}).front_window == "full"
+    trimmed = CodecConfig(**(FRONT.to_dict() | {"front_window": "trimmed"}))
+    assert CodecConfig.from_dict(trimmed.to_dict()).front_window == "trimmed"
+    with pytest.raises(ValueError, match="front window"):
+        Codec(CodecConfig(**(FRONT.to_dict() | {"front_window": "half"})))
 
 
 def test_whisper_states_refuse_more_than_thirty_seconds():
@@ -167,7 +179,8 @@ def test_cli_trains_a_whisper_front_run_and_keeps_its_front(prepared, tmp_path):
               "--out", str(tmp_path / "w")]
     # A cache made before session 17 (no front.json) holds int8 states; encoding computes
     # float32 ones, so training on it or calibrating with it is refused, without a traceback.
-    assert json.loads((prepared / "train" / "front.json").read_text()) == {"compute_type": "float32"}
+    assert json.loads((prepared / "train" / "front.json").read_text()) == {"compute_type": "float32",
+                                                                          "window": "full"}
     with stale_front(prepared / "train"):
         for args in (common + ["--until", "3"], export):
             result = runner.invoke(main, args)
@@ -178,9 +191,23 @@ def test_cli_trains_a_whisper_front_run_and_keeps_its_front(prepared, tmp_path):
         result = runner.invoke(main, common + ["--until", "3"])
         assert result.exit_code != 0 and "dev" in result.output and "int8" in result.output
         assert "Traceback" not in result.output
+    # States of the other window (a head for trimmed ones) too.
+    result = runner.invoke(main, ["train", "prepare-front", "--cache", str(prepared), "--threads", "1",
+                                  "--split", "dev", "--front-window", "trimmed"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, common + ["--until", "3"])
+    assert result.exit_code != 0 and "trimmed windows" in result.output and "--front-window full" in result.output
+    assert "Traceback" not in result.output
+    # Switched to that window, the run trains on those states (dev here; train still full).
+    result = runner.invoke(main, common + ["--until", "3", "--front-window", "trimmed"])
+    assert result.exit_code != 0 and "train" in result.output and "full windows" in result.output
+    result = runner.invoke(main, ["train", "prepare-front", "--cache", str(prepared), "--threads", "1",
+                                  "--split", "dev"])
+    assert result.exit_code == 0, result.output
     result = runner.invoke(main, export)
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "w" / "manifest.json").read_text())["codec_config"]["front"] == "whisper"
+    config = json.loads((tmp_path / "w" / "manifest.json").read_text())["codec_config"]
+    assert config["front"] == "whisper" and config["front_window"] == "full"
 
 
 def whisper_front_warmstart(runner: CliRunner, prepared, tmp_path):  # noqa: F811
@@ -273,7 +300,8 @@ def test_a_whisper_front_pack_carries_audio_alone_and_the_states_are_made_from_i
     result = runner.invoke(main, ["train", "pack", str(out), "--cache", str(prepared), "--no-wheels",
                                   "--whisper-front", str(warm)])
     assert result.exit_code == 0, result.output
-    assert str(warm.name) in (out / "run.sh").read_text()
+    run_sh = (out / "run.sh").read_text()
+    assert str(warm.name) in run_sh and "FRONT_WINDOW=${FRONT_WINDOW:-full}" in run_sh  # the warm-start's
     carried = {split: sorted(p.name for p in (out / split).iterdir()) for split in ("train", "dev")}
     assert carried == {"train": ["audio.ogg", "index.json", WHISPER_FILE], "dev": ["audio.ogg", "index.json"]}
 
@@ -313,6 +341,7 @@ def test_context_table_command_counts_a_front_codecs_codes(prepared, tmp_path): 
     from safetensors.numpy import load_file
     for split in ("train", "dev"):  # the states the head reads: here the prepared teacher states
         np.save(prepared / split / "front.npy", np.load(prepared / split / "teacher.npy"))
+        (prepared / split / "front.json").write_text(json.dumps({"compute_type": "float32", "window": "full"}))
     export_weights(front_codec(3), tmp_path / "w", {"steps": 0})
     train_ids = [u["id"] for u in json.loads((prepared / "train" / "index.json").read_text())]
     (tmp_path / "held.ids").write_text(" ".join(train_ids[:2]))

@@ -9,7 +9,8 @@ The cache lives outside git (default ~/.cache/claricodec/data/<split>):
     front.npy     float16, the same shape: those states as the Whisper-front encoder
                   computes them (each utterance alone, in the codec's analysis windows);
                   only for training a codec with CodecConfig.front = "whisper"
-    front.json    the precision those states were computed in (none: int8, before session 17)
+    front.json    the precision and windows those states were computed in (none: int8 and
+                  full windows, before session 17; no window: full, before session 30)
 A corpus is any folder with a manifest.jsonl (id, path, text, ...) or just audio files.
 """
 from __future__ import annotations
@@ -110,14 +111,18 @@ def build_teacher_cache(cache_dir: Path, model_path: str | None = None, threads:
     np.save(cache_dir / "teacher.npy", teacher)
 
 
-def build_front_cache(cache_dir: Path, threads: int = 2, progress=None, states=None) -> None:
+def build_front_cache(cache_dir: Path, threads: int = 2, progress=None, states=None,
+                      front_window: str = "full") -> None:
     """The Whisper-front encoder's input features for every cached utterance, computed as
-    encoding that utterance as a file would (whisper_front.file_states). ~0.15 s an
-    utterance on one core; written to front.npy.partial, then renamed. `states`: what
-    computes Whisper's states (default: CTranslate2, as encoding does; on a GPU machine
+    encoding that utterance as a file would (whisper_front.file_states) for a head of
+    `front_window` (CodecConfig.front_window). ~0.15 s an utterance on one core (full
+    windows); written to front.npy.partial, then renamed. `states`: what computes Whisper's
+    states (default: CTranslate2, as encoding does; on a GPU machine
     whisper_teacher.TorchWhisperStates)."""
+    from ..codec import front_trimmed
     from ..whisper_front import FEATURE_DIM, WhisperStates, file_states
 
+    trimmed = front_trimmed(front_window)
     states = states or WhisperStates(threads=threads)
     audio = np.load(cache_dir / "audio.npy", mmap_mode="r")
     index = json.loads((cache_dir / "index.json").read_text())
@@ -125,24 +130,32 @@ def build_front_cache(cache_dir: Path, threads: int = 2, progress=None, states=N
     for utt in index:
         pcm = audio[utt["offset"]:utt["offset"] + utt["length"]].astype(np.float32) / 32768
         first = utt["offset"] // HOP
-        front[first:first + utt["length"] // HOP] = file_states(pcm, states)
+        front[first:first + utt["length"] // HOP] = file_states(pcm, states, trimmed)
         if progress:
             progress()
     partial = cache_dir / "front.npy.partial"
     with open(partial, "wb") as f:
         np.save(f, front)
     partial.replace(cache_dir / "front.npy")
-    (cache_dir / "front.json").write_text(json.dumps({"compute_type": states.compute_type}))
+    (cache_dir / "front.json").write_text(json.dumps({"compute_type": states.compute_type,
+                                                      "window": front_window}))
 
 
-def check_front_precision(cache_dir: Path) -> None:
-    """Raise ValueError unless front.npy was computed in the precision encoding uses: a head
-    trained on int8 states meets float32 ones in use (14 % of its codes differ)."""
+def check_front_cache(cache_dir: Path, front_window: str) -> None:
+    """Raise ValueError unless front.npy was computed as encoding computes it for a head of
+    `front_window`: in the same precision (a head trained on int8 states meets float32
+    ones in use: 14 % of its codes differ) and the same windows (full against trimmed: 19 %)."""
     from ..whisper_front import WhisperStates
 
     meta = Path(cache_dir) / "front.json"
-    made = json.loads(meta.read_text())["compute_type"] if meta.is_file() else "int8"
-    if made != WhisperStates.compute_type:
-        raise ValueError(f"{cache_dir}/front.npy holds Whisper states computed in {made}, but "
+    made = json.loads(meta.read_text()) if meta.is_file() else {}
+    # Caches made before session 17 hold int8 states; before session 30, full windows.
+    precision, window = made.get("compute_type", "int8"), made.get("window", "full")
+    if precision != WhisperStates.compute_type:
+        raise ValueError(f"{cache_dir}/front.npy holds Whisper states computed in {precision}, but "
                          f"encoding computes them in {WhisperStates.compute_type}: run "
                          "`claricodec train prepare-front` again")
+    if window != front_window:
+        raise ValueError(f"{cache_dir}/front.npy holds Whisper states of {window} windows, but this "
+                         f"codec's head reads {front_window} ones: run `claricodec train "
+                         f"prepare-front --front-window {front_window}`")

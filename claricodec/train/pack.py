@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import CODEC_RATE, HOP, check_front_precision
+from .data import CODEC_RATE, HOP, check_front_cache
 
 OPUS_BYTES_PER_SECOND = 4000  # measured ~3.5 kB/s on this corpus; kept on the safe side
 TEACHER_DIM = 384
@@ -157,7 +157,7 @@ def pack_split(cache_dir: Path, out_dir: Path, ids: list[int],
         raise PackError(f"{cache_dir}: no {features} (run `claricodec train {command}` first)")
     if latents_of is not None:
         try:
-            check_front_precision(cache_dir)
+            check_front_cache(cache_dir, latents_of.config.front_window)
         except ValueError as err:
             raise PackError(str(err)) from None
     teacher = None if audio_only else np.load(cache_dir / features, mmap_mode="r")
@@ -242,7 +242,8 @@ def folder_bytes(folder: Path) -> int:
 DEVICE_WHEELS = ["soundfile", "cffi", "pycparser", "soxr", "bitstring", "bitarray"]
 
 # Written into each pack as run.sh (@WARM@: the warm-start it continues from, relative to the
-# repository root). Runs from the repository root on the GPU machine.
+# repository root; @FRONT_WINDOW@: its head's CodecConfig.front_window). Runs from the
+# repository root on the GPU machine.
 DEVICE_SCRIPT = r"""#!/bin/bash
 # Stage 1 on a borrowed GPU, from the repository root, with this pack folder carried:
 #   bash PACK/run.sh [MINUTES] [more `claricodec train stage1` flags]
@@ -252,13 +253,15 @@ DEVICE_SCRIPT = r"""#!/bin/bash
 # 6.5) of training are up. Training runs in SEGMENTS (default 3) pieces; after each, the
 # averaged weights go to $OUT/segK.safetensors whatever their validation score (pick one
 # by WER back home), with train.log. Back here: copy the one chosen over
-# WARM, and pack the next --part for the next loan.
+# WARM, and pack the next --part for the next loan. FRONT_WINDOW (default the warm-start's,
+# @FRONT_WINDOW@) is what Whisper hears around an utterance, for a --whisper-front pack.
 set -euo pipefail
 PACK=$(cd "$(dirname "$0")" && pwd)
 MINUTES=${1:-6.5}
 LR=${LR:-3e-4}
 BATCH=${BATCH:-80}
 SEGMENTS=${SEGMENTS:-3}
+FRONT_WINDOW=${FRONT_WINDOW:-@FRONT_WINDOW@}
 OUT=${OUT:-$PACK/out}
 WARM=${WARM:-@WARM@}
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu tries the recipe on a machine without a GPU
@@ -272,7 +275,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 claricodec() { python3 -c 'import sys; from cli.main import main; sys.argv[0] = "claricodec"; main()' "$@"; }
 stage1() {
   claricodec train stage1 --cache "$WORK/cache" --run-dir "$WORK/run" --device "$DEVICE" \
-    --warmstart "$WORK/run/warmstart.safetensors" --threads 8 --batch-seconds "$BATCH" "$@"
+    --warmstart "$WORK/run/warmstart.safetensors" --threads 8 --batch-seconds "$BATCH" \
+    --front-window "$FRONT_WINDOW" "$@"
 }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 rm -rf "$WORK/run" && mkdir -p "$WORK/run" "$OUT"
@@ -281,7 +285,7 @@ rm -rf "$WORK/run" && mkdir -p "$WORK/run" "$OUT"
 if [ -f "$PACK/train/whisper-encoder.safetensors" ] && [ ! -f "$PACK/train/latent.npy" ] \
    && [ ! -f "$WORK/cache/dev/front.npy" ]; then
   claricodec train prepare-front --cache "$WORK/cache" --device "$DEVICE" \
-    --whisper-file "$PACK/train/whisper-encoder.safetensors"
+    --whisper-file "$PACK/train/whisper-encoder.safetensors" --front-window "$FRONT_WINDOW"
 fi
 cp "$WARM" "$WORK/run/warmstart.safetensors"
 # Probe: ~40 s at the tail of the old schedule, to time a step at this batch size.

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..codec import Codec, CodecConfig
 from ..layers import blocks
-from .data import HOP, DEFAULT_CACHE, check_front_precision
+from .data import HOP, DEFAULT_CACHE, check_front_cache
 from .discriminators import Discriminators
 from .losses import (MultiResolutionSTFTLoss, MultiScaleMelLoss, discriminator_loss,
                      feature_matching_loss, generator_adversarial_loss)
@@ -304,7 +304,7 @@ class Stage1Trainer:
             # Dev too: validation scores (which gate the warm-start) on stale states mislead.
             for split_dir in (self.train_dir, dev_dir):
                 if split_dir is not None:
-                    check_front_precision(Path(split_dir))
+                    check_front_cache(Path(split_dir), self.codec.config.front_window)
         self.train = Corpus(train_dir, features)
         self.dev = Corpus(dev_dir, features) if dev_dir else None
         self.step, self.epoch, self.wall = 0, 0, 0.0

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..codec import Codec
-from .data import DEFAULT_CACHE, check_front_precision
+from .data import DEFAULT_CACHE, check_front_cache
 from .losses import MultiScaleMelLoss
 from .stage1 import Corpus
 
@@ -115,7 +115,7 @@ class Stage2Trainer:
         if self.reads_features:
             if not (Path(train_dir) / "front.npy").is_file():
                 raise FileNotFoundError(f"{train_dir} has no front.npy: run `claricodec train prepare-front`")
-            check_front_precision(Path(train_dir))
+            check_front_cache(Path(train_dir), codec.config.front_window)
         self.corpus = Corpus(train_dir, "front.npy" if self.reads_features else "teacher.npy")
         limit = int(cfg.max_seconds * 16000)
         self.pool = [i for i, u in enumerate(self.corpus.index) if u["length"] <= limit]

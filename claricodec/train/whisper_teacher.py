@@ -180,7 +180,7 @@ class TorchWhisperStates:
     neither CTranslate2 nor the time to run it on its CPU. The states equal CTranslate2's in
     float32, as encoding computes them (docs/training.md, sessions 16-17)."""
 
-    compute_type = "float32"  # recorded with the cache (data.check_front_precision)
+    compute_type = "float32"  # recorded with the cache (data.check_front_cache)
 
     def __init__(self, weights_file: str | Path | None = None, device: str = "cpu"):
         self.device = torch.device(device)
