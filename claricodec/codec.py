@@ -58,15 +58,21 @@ class CodecConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def check(self) -> "CodecConfig":
+        """Raise ValueError for a mode, front or front window this code does not know."""
+        get_mode(self.mode)
+        if self.front not in ("mel", "whisper"):
+            raise ValueError(f"unknown encoder front {self.front!r} (known: mel, whisper)")
+        front_trimmed(self.front_window)
+        return self
+
 
 def build_encoder(config: CodecConfig) -> nn.Module:
-    mode = get_mode(config.mode)
+    mode = get_mode(config.check().mode)
     if config.front == "whisper":
         from .whisper_front import WhisperFrontEncoder
         return WhisperFrontEncoder(config.encoder_dim, len(mode.levels), config.front_depth,
                                    trimmed=front_trimmed(config.front_window))
-    if config.front != "mel":
-        raise ValueError(f"unknown encoder front {config.front!r} (known: mel, whisper)")
     return Encoder(config.encoder_dim, len(mode.levels), config.n_mels, config.encoder_depths,
                    mode.sample_rate)
 

@@ -46,7 +46,7 @@ def load_codec(weights_dir: Path | None = None, encoder: str | Path | None = Non
     """Build the codec from a weights directory; `encoder` is a manifest name or a file."""
     weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
     manifest = read_manifest(weights_dir)
-    config = CodecConfig.from_dict(manifest["codec_config"])
+    config = _manifest_config(manifest, "manifest")
     mode = get_mode(config.mode)
 
     dec_entry = manifest["decoder"]
@@ -79,6 +79,18 @@ def load_codec(weights_dir: Path | None = None, encoder: str | Path | None = Non
     return codec, info
 
 
+def _manifest_config(entry: dict, what: str) -> CodecConfig:
+    """The codec_config of a manifest (or of one of its legacy decoders), checked before
+    anything is built from it, so a damaged or hand-edited one fails as a WeightsError
+    (one line from the CLI) rather than deep inside model construction."""
+    try:
+        return CodecConfig.from_dict(entry["codec_config"]).check()
+    except KeyError:
+        raise WeightsError(f"{what} has no codec_config") from None
+    except (AttributeError, TypeError, ValueError) as err:  # not a dict, or unknown values
+        raise WeightsError(f"{what} codec_config: {err}") from None
+
+
 def _silence_code(manifest: dict, codebook_size: int) -> int | None:
     code = manifest.get("silence_code")
     if code is not None and (not isinstance(code, int) or not 0 <= code < codebook_size):
@@ -93,7 +105,7 @@ def load_legacy_decoder(weights_dir: Path | None, model_id: str) -> Codec | None
     entry = read_manifest(weights_dir).get("legacy_decoders", {}).get(model_id)
     if entry is None:
         return None
-    config = CodecConfig.from_dict(entry["codec_config"])
+    config = _manifest_config(entry, f"legacy decoder {model_id}")
     if compute_model_id(entry["sha256"], get_mode(config.mode).levels) != model_id:
         raise WeightsError(f"legacy decoder {model_id} does not match its manifest entry")
     decoder = build_decoder(config)

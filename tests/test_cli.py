@@ -1,6 +1,7 @@
 """The command line through click's runner: files, pipes, directories, bad input."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -233,3 +234,17 @@ def test_corrupt_mode2_file_is_one_line_and_no_output(run, tmp_path):
         assert result.exit_code == 1 and "Traceback" not in result.output, name
         assert sum(l.startswith("claricodec: error") for l in result.output.splitlines()) == 1
         assert not (tmp_path / f"{name}.wav").exists() and no_partial_files(tmp_path)
+
+
+def test_a_damaged_manifest_is_one_line_and_no_output(weights_env, tmp_path, monkeypatch):
+    weights = tmp_path / "w"
+    shutil.copytree(weights_env, weights)
+    manifest = json.loads((weights / "manifest.json").read_text())
+    manifest["codec_config"]["front_window"] = "ful"
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("CLARICODEC_WEIGHTS", str(weights))
+    out = tmp_path / "out.cc"
+    result = CliRunner().invoke(main, ["encode", str(DATA / "hello.wav"), str(out)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "unknown front window 'ful'" in result.output and "Traceback" not in result.output
+    assert not out.exists() and no_partial_files(tmp_path)

@@ -53,3 +53,21 @@ def test_unknown_encoder_name_and_missing_manifest(tiny_weights, tmp_path):
 def test_encoder_file_by_path(tiny_weights):
     codec, info = load_codec(tiny_weights, encoder=str(tiny_weights / "encoder-stage1.safetensors"))
     assert info["model_id"] == json.loads((tiny_weights / "manifest.json").read_text())["model_id"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"front_window": "trimm"}, "unknown front window 'trimm'"),
+    ({"front": "wav2vec"}, "unknown encoder front 'wav2vec'"),
+    ({"mode": 9}, "unknown mode 9"),
+])
+def test_a_hand_edited_codec_config_is_refused_as_bad_weights(tiny_weights, tmp_path, edit, message):
+    w = copy(tiny_weights, tmp_path)
+    manifest = json.loads((w / "manifest.json").read_text())
+    manifest["codec_config"].update(edit)
+    (w / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(WeightsError, match=f"manifest codec_config: {message}"):
+        load_codec(w)
+    manifest["codec_config"] = ["not", "a", "table"]
+    (w / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(WeightsError, match="manifest codec_config"):
+        load_codec(w)
