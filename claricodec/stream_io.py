@@ -169,15 +169,44 @@ def resampled_blocks(reader: AudioReader, rate_out: int) -> Iterator[np.ndarray]
     return resample_stream(checked(), reader.rate, rate_out)
 
 
-class WavWriter:
+def pcm16(audio: np.ndarray) -> np.ndarray:
+    """Float samples as 16-bit PCM (clipped, rounded), as every decoded file stores them."""
+    return np.clip(np.round(audio * 32767), -32768, 32767).astype("<i2")
+
+
+class _ExactLengthWriter:
+    """Mono float samples written as they arrive; with num_samples given, exactly that
+    many are written (cut or zero-padded), so a length announced up front stays true."""
+
+    def __init__(self, num_samples: int | None):
+        self.length, self.written = num_samples, 0
+
+    def write(self, audio: np.ndarray) -> None:
+        if self.length is not None:
+            audio = audio[:max(0, self.length - self.written)]
+        self._put(np.asarray(audio))
+        self.written += len(audio)
+
+    def close(self) -> None:
+        if self.length is not None and self.written < self.length:
+            self.write(np.zeros(self.length - self.written, np.float32))
+        self._finish()
+
+    def _put(self, audio: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+
+class WavWriter(_ExactLengthWriter):
     """16-bit PCM mono WAV written as samples arrive. With the length unknown up front the
     sizes say 0xFFFFFFFF ("until the end", as sox writes); a seekable target gets the
     real sizes patched in at close."""
 
     def __init__(self, target: BinaryIO, rate: int, num_samples: int | None = None):
-        # With num_samples given, exactly that many are written (cut or zero-padded), so
-        # the header written first is true even on a pipe.
-        self.target, self.rate, self.written, self.length = target, rate, 0, num_samples
+        super().__init__(num_samples)
+        self.target, self.rate = target, rate
         self.target.write(self._header(None if num_samples is None else 2 * num_samples))
 
     def _header(self, data_size: int | None) -> bytes:
@@ -187,16 +216,10 @@ class WavWriter:
         return (b"RIFF" + struct.pack("<I", riff) + b"WAVE" + b"fmt " + struct.pack("<I", 16)
                 + fmt + b"data" + struct.pack("<I", data))
 
-    def write(self, audio: np.ndarray) -> None:
-        if self.length is not None:
-            audio = audio[:max(0, self.length - self.written)]
-        pcm = np.clip(np.round(np.asarray(audio) * 32767), -32768, 32767).astype("<i2")
-        self.target.write(pcm.tobytes())
-        self.written += len(pcm)
+    def _put(self, audio: np.ndarray) -> None:
+        self.target.write(pcm16(audio).tobytes())
 
-    def close(self) -> None:
-        if self.length is not None and self.written < self.length:
-            self.write(np.zeros(self.length - self.written, np.float32))
+    def _finish(self) -> None:
         try:
             seekable = self.target.seekable()
         except (AttributeError, OSError):
@@ -205,3 +228,23 @@ class WavWriter:
             self.target.seek(0)
             self.target.write(self._header(2 * self.written))
         self.target.flush()
+
+
+# Compressed formats decode can write besides WAV, by the output's suffix. libsndfile
+# needs a seekable target for them, so they are for files, not stdout.
+COMPRESSED_OUTPUTS = {".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+
+
+class CompressedWriter(_ExactLengthWriter):
+    """FLAC or Ogg Vorbis (COMPRESSED_OUTPUTS) through libsndfile, written as samples arrive."""
+
+    def __init__(self, target: BinaryIO, suffix: str, rate: int, num_samples: int | None = None):
+        super().__init__(num_samples)
+        container, subtype = COMPRESSED_OUTPUTS[suffix]
+        self.file = sf.SoundFile(target, "w", rate, 1, subtype, format=container)
+
+    def _put(self, audio: np.ndarray) -> None:
+        self.file.write(pcm16(audio))  # the very samples a WAV gets
+
+    def _finish(self) -> None:
+        self.file.close()  # flushes the encoder; the target itself stays open

@@ -192,16 +192,17 @@ def encode(source, target, weights, encoder, crc, raw, mode, search, search_judg
 @device_option
 @force_option
 def decode(source, target, weights, rate, raw, mode, ignore_crc, erasures, device, force):
-    """Decode a .cc file to a 16-bit WAV.
+    """Decode a .cc file to a 16-bit WAV (or FLAC, Ogg Vorbis).
 
     IN is a .cc file (recognised by content), '-' for stdin, or a directory of them;
-    OUT is a .wav file, '-' for stdout, or a directory (tree mirrored).
+    OUT is a .wav file ('.flac' or '.ogg' for those formats, anything else is WAV),
+    '-' for stdout (WAV), or a directory (tree mirrored, .wav files).
     """
     if mode and not raw:
         fail("--mode only matters with --raw (a .cc header names its mode)")
     codec = load(weights, None, device)
     from claricodec.bitstream import FormatError
-    from claricodec.stream_io import WavWriter, resample_stream
+    from claricodec.stream_io import COMPRESSED_OUTPUTS, CompressedWriter, WavWriter, resample_stream
     lost = parse_frame_list(erasures)
     sample_rate = codec.mode.sample_rate
     out_rate = rate or sample_rate
@@ -217,11 +218,14 @@ def decode(source, target, weights, rate, raw, mode, ignore_crc, erasures, devic
                 if single:
                     blocks = track_audio(blocks, header.num_samples / sample_rate, sample_rate,
                                          "decoding")
+                suffix = Path(job.target).suffix.lower()
                 with output_file(job.target) as out:
-                    wav = WavWriter(out, out_rate, length)
+                    writer = (CompressedWriter(out, suffix, out_rate, length)
+                              if job.target != STDIO and suffix in COMPRESSED_OUTPUTS
+                              else WavWriter(out, out_rate, length))
                     for audio in resample_stream(blocks, sample_rate, out_rate):
-                        wav.write(audio)
-                    wav.close()
+                        writer.write(audio)
+                    writer.close()
         except FormatError as err:
             raise JobError(f"{name}: {err}") from None
 
@@ -236,9 +240,12 @@ def parse_frame_list(text: str | None) -> list[int]:
             continue
         try:
             first, _, last = part.partition("-")
-            frames.extend(range(int(first), int(last or first) + 1))
+            first, last = int(first), int(last or first)
         except ValueError:
             fail(f"--erasures: {part!r} is not a frame number or range like 10-20")
+        if last < first:
+            fail(f"--erasures: {part!r} ends before it starts")
+        frames.extend(range(first, last + 1))
     return frames
 
 

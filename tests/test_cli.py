@@ -248,3 +248,41 @@ def test_a_damaged_manifest_is_one_line_and_no_output(weights_env, tmp_path, mon
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "unknown front window 'ful'" in result.output and "Traceback" not in result.output
     assert not out.exists() and no_partial_files(tmp_path)
+
+
+def test_decode_writes_flac_or_ogg_by_the_outputs_suffix(run, tmp_path):
+    import numpy as np
+    import soundfile as sf
+    cc = tmp_path / "a.cc"
+    assert run("encode", DATA / "hello.wav", cc).exit_code == 0
+    assert run("decode", cc, tmp_path / "a.wav").exit_code == 0
+    wav, rate = sf.read(tmp_path / "a.wav")
+    assert run("decode", cc, tmp_path / "a.FLAC").exit_code == 0
+    assert sf.info(tmp_path / "a.FLAC").format == "FLAC"
+    flac, _ = sf.read(tmp_path / "a.FLAC")
+    assert np.array_equal(flac, wav)  # both 16-bit PCM of the same samples
+    assert run("decode", "--rate", 8000, cc, tmp_path / "a.ogg").exit_code == 0
+    info = sf.info(tmp_path / "a.ogg")
+    assert (info.format, info.subtype, info.samplerate) == ("OGG", "VORBIS", 8000)
+    assert info.frames == round(len(wav) * 8000 / rate)
+    assert run("decode", cc, tmp_path / "a.out").exit_code == 0  # any other name: WAV
+    assert sf.info(tmp_path / "a.out").format == "WAV"
+    assert no_partial_files(tmp_path)
+
+
+def test_decode_erasures_conceal_the_frames_named_and_refuse_bad_lists(run, tmp_path):
+    import numpy as np
+    import soundfile as sf
+    cc = tmp_path / "a.cc"
+    assert run("encode", DATA / "hello.wav", cc).exit_code == 0
+    assert run("decode", cc, tmp_path / "plain.wav").exit_code == 0
+    assert run("decode", "--erasures", "20-29, 40", cc, tmp_path / "lost.wav").exit_code == 0
+    plain, _ = sf.read(tmp_path / "plain.wav")
+    lost, _ = sf.read(tmp_path / "lost.wav")
+    assert len(lost) == len(plain) and not np.array_equal(lost, plain)
+    assert np.array_equal(lost[:640 * 15], plain[:640 * 15])  # before the loss: untouched
+    for bad, message in (("29-20", "ends before it starts"), ("x", "not a frame number"),
+                         ("-3", "not a frame number")):
+        result = run("decode", "--erasures", bad, cc, tmp_path / "bad.wav")
+        assert result.exit_code != 0 and message in result.output, (bad, result.output)
+        assert not (tmp_path / "bad.wav").exists()
