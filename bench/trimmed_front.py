@@ -6,10 +6,11 @@
 Encoding runs Whisper tiny.en on a 12 s analysis window even for a 3 s file, which is most
 of why encode + decode miss the design's 50x real time. A head with a trimmed front
 (CodecConfig.front_window) has Whisper hear only the file and 1 s each side. This probe
-teaches a copy of the shipped head, from its own weights, to give on trimmed states the
-latents the shipped head gives on full windows (self-distillation, mean squared error of
-the bounded latent), then writes OUT: a copy of weights/ with that head and a trimmed
-front, to score with `bench/peers.py --weights OUT`.
+teaches a copy of a full-window head (--weights; 72076fab, shipped until session 30), from
+its own weights, to give on trimmed states the latents it gives on full windows
+(self-distillation, mean squared error of the bounded latent), then writes OUT: a copy of
+those weights with that head and a trimmed front, to score with `bench/peers.py --weights
+OUT`. (Session 31 shipped a head trained on trimmed windows with the real losses.)
 
 Data: `--pieces` train utterances outside bench/heldout200.ids, each a file of its own
 (utterances over 10 s: a random 2-6 s crop, as long files are coded phrase by phrase).
@@ -85,11 +86,18 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--after", type=int, default=CONTEXT, help="frames of zeros Whisper hears after the signal")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--weights", type=Path, default=ROOT / "weights",
+                        help="weights whose full-window head is copied (default: the shipped ones)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     codec_module.TRIMMED_AFTER = args.after  # read by window_latent and file_states when they run
-    codec, _ = load_codec()
+    codec, _ = load_codec(args.weights)
+    if codec.config.front_window != "full":
+        # Since session 31 the shipped head reads trimmed windows itself; 72076fab read full
+        # ones: `git worktree add /tmp/w72 7725c5e`, then --weights /tmp/w72/weights.
+        sys.exit(f"{args.weights}: its head already reads {codec.config.front_window} windows; "
+                 "give --weights a full-window one (72076fab: git worktree add /tmp/w72 7725c5e)")
     codec.eval()
     started = time.time()
     dev = pieces(codec, "dev", args.dev, args.after)
@@ -111,7 +119,7 @@ def main() -> None:
             print(f"step {step}: {agreement(head, q, dev):.4f}", flush=True)
     codec.encoder = head
     shutil.rmtree(args.out, ignore_errors=True)
-    shutil.copytree(ROOT / "weights", args.out, ignore=shutil.ignore_patterns("warmstart"))
+    shutil.copytree(args.weights, args.out, ignore=shutil.ignore_patterns("warmstart"))
     manifest = json.loads((args.out / "manifest.json").read_text())
     entry = manifest["encoders"][manifest.get("default_encoder", "stage1")]
     entry["sha256"] = save_encoder(codec, args.out / entry["file"])

@@ -42,10 +42,10 @@ class CodecConfig:
     front: str = "mel"
     front_depth: int = 4
     # Whisper front only: what Whisper hears around a phrase. "full": the whole 12 s
-    # analysis window, the phrase padded with zeros (every head so far); "trimmed": the
-    # phrase and 1 s of zeros each side, about twice as fast for a short file or phrase
-    # (session 30). A head is trained for one: the shipped head, distilled onto trimmed
-    # windows, lost ~2 points of WER (docs/training.md, session 30).
+    # analysis window, the phrase padded with zeros (every head until session 30); "trimmed":
+    # the phrase and 1 s of zeros each side, about twice as fast for a short file or phrase
+    # (the shipped head since session 31). A head is trained for one: a full-window head
+    # distilled onto trimmed windows lost ~2 points of WER (docs/training.md, session 30).
     front_window: str = "full"
     temperature: float = 1.0  # policy temperature, calibrated at the end of stage 1
 

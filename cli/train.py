@@ -75,9 +75,10 @@ def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: 
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where --whisper-file's encoder runs.")
 @click.option("--front-window", type=click.Choice(["full", "trimmed"]), default="full", show_default=True,
-              help="What Whisper hears around an utterance: the whole 12 s analysis window (the "
-                   "shipped head), or the utterance and 1 s each side (faster encoding; a head "
-                   "must be trained for it). Must match the codec being trained.")
+              help="What Whisper hears around an utterance: the whole 12 s analysis window (heads "
+                   "until session 30), or the utterance and 1 s each side (faster encoding; the "
+                   "shipped head and the warm-start in git since session 31). Must match the "
+                   "codec being trained.")
 def prepare_front(cache: Path | None, splits: tuple[str, ...], threads: int, whisper_file: Path | None,
                   device: str, front_window: str):
     """Add the Whisper-front encoder's input features to a prepared cache (needs [eval]).
