@@ -49,9 +49,10 @@ class Codec2System:
 
     def encode_bits(self, audio: np.ndarray, workdir: Path, stem: str) -> bytes:
         """16 kHz audio -> the raw Codec2 bit file's bytes."""
+        from claricodec.audio import pcm16
         raw, bits = workdir / f"{stem}.{self.name}.raw", workdir / f"{stem}.{self.name}.bit"
         pcm8 = soxr.resample(audio, RATE, 8000, quality="HQ")
-        raw.write_bytes(np.clip(np.round(pcm8 * 32767), -32768, 32767).astype("<i2").tobytes())
+        raw.write_bytes(pcm16(pcm8).tobytes())
         _run(["c2enc", self.mode, str(raw), str(bits)])
         raw.unlink()  # keep only the coded file: a full run is 100s of MB of PCM
         return bits.read_bytes()

@@ -53,6 +53,12 @@ def prepare(audio: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray
     return resample(audio, sample_rate, target_rate)
 
 
+def pcm16(audio: np.ndarray) -> np.ndarray:
+    """Float samples as 16-bit PCM (clipped, rounded): decoded files, the training cache,
+    Codec2's input."""
+    return np.clip(np.round(np.asarray(audio) * 32767), -32768, 32767).astype("<i2")
+
+
 def load_audio(source: str | Path | BinaryIO | bytes, target_rate: int) -> np.ndarray:
     """Read audio from a path, file object or bytes; return mono float32 at target_rate."""
     if isinstance(source, (bytes, bytearray)):

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .audio import AudioError, libsndfile_message
+from .audio import AudioError, libsndfile_message, pcm16
 
 BLOCK = 1 << 16  # input frames per block
 
@@ -167,11 +167,6 @@ def resampled_blocks(reader: AudioReader, rate_out: int) -> Iterator[np.ndarray]
                 raise AudioError("audio contains NaN or infinite samples")
             yield block
     return resample_stream(checked(), reader.rate, rate_out)
-
-
-def pcm16(audio: np.ndarray) -> np.ndarray:
-    """Float samples as 16-bit PCM (clipped, rounded), as every decoded file stores them."""
-    return np.clip(np.round(audio * 32767), -32768, 32767).astype("<i2")
 
 
 class _ExactLengthWriter:

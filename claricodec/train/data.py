@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import load_audio
+from ..audio import load_audio, pcm16
 
 CODEC_RATE = 16000
 HOP = 640  # codec frame, 25 Hz
@@ -53,8 +53,7 @@ def build_audio_cache(corpus: Path, out_dir: Path, progress=None) -> None:
         n = len(audio) // HOP * HOP  # whole frames only: keeps audio and teacher frames aligned
         if n < HOP * 4:
             continue
-        pcm = np.clip(np.round(audio[:n] * 32767), -32768, 32767).astype(np.int16)
-        chunks.append(pcm)
+        chunks.append(pcm16(audio[:n]))
         index.append({k: row.get(k) for k in ("id", "source", "speaker", "text")}
                      | {"offset": offset, "length": n})
         offset += n
