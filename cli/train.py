@@ -74,11 +74,11 @@ def prepare(corpus: Path, cache: Path | None, splits: tuple[str, ...], threads: 
               "[eval] wheels, e.g. with --device cuda.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where --whisper-file's encoder runs.")
-@click.option("--front-window", type=click.Choice(["full", "trimmed"]), default="full", show_default=True,
-              help="What Whisper hears around an utterance: the whole 12 s analysis window (heads "
-                   "until session 30), or the utterance and 1 s each side (faster encoding; the "
-                   "shipped head and the warm-start in git since session 31). Must match the "
-                   "codec being trained.")
+@click.option("--front-window", type=click.Choice(["full", "trimmed"]), default="trimmed", show_default=True,
+              help="What Whisper hears around an utterance: the utterance and 1 s each side (faster "
+                   "encoding; the shipped head and the warm-start in git since session 31), or the "
+                   "whole 12 s analysis window (heads until session 30). Must match the codec "
+                   "being trained.")
 def prepare_front(cache: Path | None, splits: tuple[str, ...], threads: int, whisper_file: Path | None,
                   device: str, front_window: str):
     """Add the Whisper-front encoder's input features to a prepared cache (needs [eval]).
@@ -306,7 +306,7 @@ def unpack(pack_dir, cache):
                    "resumed run's, else mel.")
 @click.option("--front-window", type=click.Choice(["full", "trimmed"]), default=None,
               help="Whisper front: what Whisper hears around an utterance (see `train "
-                   "prepare-front`; the cache must match). Default: the resumed run's, else full. "
+                   "prepare-front`; the cache must match). Default: the resumed run's, else trimmed. "
                    "Given for a resumed run, it switches the head to that window.")
 @click.option("--init-decoder", type=click.Path(path_type=Path, file_okay=False, exists=True),
               default=None, help="A new run's decoder (and discriminators) start from these "
@@ -325,7 +325,9 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
     torch.set_num_threads(threads)
     codec_config = saved_codec_config(run_dir or default_run_dir(), warmstart) if resume else None
     if codec_config is None:
-        codec_config = CodecConfig(front=front or "mel")
+        # A new run's window is the shipped head's (CodecConfig's "full" default is for
+        # manifests written before windows could be trimmed).
+        codec_config = CodecConfig(front=front or "mel", front_window="trimmed")
     elif front and front != codec_config.front:
         fail(f"this run was made with the {codec_config.front} front, not {front}: "
              "start a new one with --fresh and its own --run-dir and --warmstart")

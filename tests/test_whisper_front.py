@@ -179,35 +179,37 @@ def test_cli_trains_a_whisper_front_run_and_keeps_its_front(prepared, tmp_path):
               "--out", str(tmp_path / "w")]
     # A cache made before session 17 (no front.json) holds int8 states; encoding computes
     # float32 ones, so training on it or calibrating with it is refused, without a traceback.
+    # New runs and caches default to the shipped head's window, trimmed.
     assert json.loads((prepared / "train" / "front.json").read_text()) == {"compute_type": "float32",
-                                                                          "window": "full"}
+                                                                          "window": "trimmed"}
     with stale_front(prepared / "train"):
         for args in (common + ["--until", "3"], export):
             result = runner.invoke(main, args)
-            assert result.exit_code != 0 and "int8" in result.output and "prepare-front" in result.output
+            assert result.exit_code != 0 and "int8" in result.output
+            assert "prepare-front --front-window trimmed" in result.output
             assert "Traceback" not in result.output
     # A stale dev split alone is refused by training too: its validation gates the warm-start.
     with stale_front(prepared / "dev"):
         result = runner.invoke(main, common + ["--until", "3"])
         assert result.exit_code != 0 and "dev" in result.output and "int8" in result.output
         assert "Traceback" not in result.output
-    # States of the other window (a head for trimmed ones) too.
+    # States of the other window (a head for full ones) too.
     result = runner.invoke(main, ["train", "prepare-front", "--cache", str(prepared), "--threads", "1",
-                                  "--split", "dev", "--front-window", "trimmed"])
+                                  "--split", "dev", "--front-window", "full"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, common + ["--until", "3"])
-    assert result.exit_code != 0 and "trimmed windows" in result.output and "--front-window full" in result.output
+    assert result.exit_code != 0 and "full windows" in result.output and "--front-window trimmed" in result.output
     assert "Traceback" not in result.output
-    # Switched to that window, the run trains on those states (dev here; train still full).
-    result = runner.invoke(main, common + ["--until", "3", "--front-window", "trimmed"])
-    assert result.exit_code != 0 and "train" in result.output and "full windows" in result.output
+    # Switched to that window, the run trains on those states (dev here; train still trimmed).
+    result = runner.invoke(main, common + ["--until", "3", "--front-window", "full"])
+    assert result.exit_code != 0 and "train" in result.output and "trimmed windows" in result.output
     result = runner.invoke(main, ["train", "prepare-front", "--cache", str(prepared), "--threads", "1",
                                   "--split", "dev"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, export)
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "w" / "manifest.json").read_text())["codec_config"]
-    assert config["front"] == "whisper" and config["front_window"] == "full"
+    assert config["front"] == "whisper" and config["front_window"] == "trimmed"
 
 
 def whisper_front_warmstart(runner: CliRunner, prepared, tmp_path):  # noqa: F811
@@ -301,7 +303,7 @@ def test_a_whisper_front_pack_carries_audio_alone_and_the_states_are_made_from_i
                                   "--whisper-front", str(warm)])
     assert result.exit_code == 0, result.output
     run_sh = (out / "run.sh").read_text()
-    assert str(warm.name) in run_sh and "FRONT_WINDOW=${FRONT_WINDOW:-full}" in run_sh  # the warm-start's
+    assert str(warm.name) in run_sh and "FRONT_WINDOW=${FRONT_WINDOW:-trimmed}" in run_sh  # the warm-start's
     carried = {split: sorted(p.name for p in (out / split).iterdir()) for split in ("train", "dev")}
     assert carried == {"train": ["audio.ogg", "index.json", WHISPER_FILE], "dev": ["audio.ogg", "index.json"]}
 

@@ -153,7 +153,7 @@ def check_front_cache(cache_dir: Path, front_window: str) -> None:
     if precision != WhisperStates.compute_type:
         raise ValueError(f"{cache_dir}/front.npy holds Whisper states computed in {precision}, but "
                          f"encoding computes them in {WhisperStates.compute_type}: run "
-                         "`claricodec train prepare-front` again")
+                         f"`claricodec train prepare-front --front-window {front_window}` again")
     if window != front_window:
         raise ValueError(f"{cache_dir}/front.npy holds Whisper states of {window} windows, but this "
                          f"codec's head reads {front_window} ones: run `claricodec train "
