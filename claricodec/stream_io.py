@@ -128,6 +128,14 @@ class WavStreamReader(AudioReader):
             yield self._to_float(data)
 
 
+# Names of the audio files a directory encode picks up: libsndfile's formats (MP3 and Ogg
+# Opus included) under their usual suffixes. A single file is tried whatever its name.
+AUDIO_SUFFIXES = frozenset({
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
+    ".snd", ".caf", ".w64", ".rf64", ".sph", ".nist", ".voc", ".htk", ".paf", ".svx", ".8svx",
+    ".sd2", ".ircam", ".sf", ".avr", ".wve", ".xi", ".mpc", ".pvf", ".sds"})
+
+
 def open_audio(source: str | BinaryIO) -> AudioReader:
     """A reader for a path, or for a binary stream (stdin) parsed as it arrives."""
     if isinstance(source, str):

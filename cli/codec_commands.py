@@ -46,11 +46,12 @@ def load(weights, encoder, device, search=1, asr=None, search_judge=None, search
     return codec
 
 
-def run_jobs(source: str, target: str, out_suffix: str, force: bool, work) -> None:
+def run_jobs(source: str, target: str, out_suffix: str, force: bool, work,
+             input_suffixes: frozenset[str] | None = None) -> None:
     """Run work(job, single) for each job; report failures one line each; exit 1 if any
     failed. `single` is True for a lone file, which may show its own progress bar."""
     try:
-        jobs, skipped = plan_jobs(source, target, out_suffix, force)
+        jobs, skipped = plan_jobs(source, target, out_suffix, force, input_suffixes)
     except JobError as err:
         fail(str(err))
     for note in skipped:
@@ -122,7 +123,8 @@ def encode(source, target, weights, encoder, crc, raw, mode, search, search_judg
     """Encode speech to a 200 bit/s .cc file (--mode 2: ~165 bit/s, variable).
 
     IN is any audio file soundfile can read (any rate, any channels), '-' for stdin, or a
-    directory (then OUT is a directory and the tree is mirrored with .cc files).
+    directory (then OUT is a directory and the tree's audio files, by name: .wav, .flac,
+    .ogg, .opus, .mp3, ..., are mirrored there as .cc files; other files are skipped).
     OUT is a file, '-' for stdout, or a directory.
     """
     if crc and raw:
@@ -142,7 +144,7 @@ def encode(source, target, weights, encoder, crc, raw, mode, search, search_judg
     codec = load(weights, encoder, device, search, asr, search_judge, search_segment,
                  phrases=not fixed_windows, phase_search=phase_search)
     from claricodec.audio import AudioError
-    from claricodec.stream_io import open_audio, resampled_blocks
+    from claricodec.stream_io import AUDIO_SUFFIXES, open_audio, resampled_blocks
 
     def work(job, single):
         name = "stdin" if job.source == STDIO else job.source
@@ -164,7 +166,7 @@ def encode(source, target, weights, encoder, crc, raw, mode, search, search_judg
         except AudioError as err:
             raise JobError(f"{name}: {err}") from None
 
-    run_jobs(source, target, ".cc", force, work)
+    run_jobs(source, target, ".cc", force, work, AUDIO_SUFFIXES)
     if codec.search and codec.search.windows:
         judge = "states" if codec.search.asr is None else "asr"
         unit = (f"segments ({search_segment:g} s each)" if search_segment else "windows (10 s each)")
@@ -189,17 +191,23 @@ def encode(source, target, weights, encoder, crc, raw, mode, search, search_judg
 @click.option("--erasures", metavar="FRAMES", default=None,
               help="Frames known lost on the link, concealed in the latent: e.g. 40-49,75 "
                    "(frame = 40 ms, counted from 0).")
+@click.option("--format", "out_format", type=click.Choice(["wav", "flac", "ogg"]), default=None,
+              help="Directory mode: the decoded files' format (default wav). A single OUT "
+                   "file's name picks its own.")
 @device_option
 @force_option
-def decode(source, target, weights, rate, raw, mode, ignore_crc, erasures, device, force):
+def decode(source, target, weights, rate, raw, mode, ignore_crc, erasures, out_format, device, force):
     """Decode a .cc file to a 16-bit WAV (or FLAC, Ogg Vorbis).
 
     IN is a .cc file (recognised by content), '-' for stdin, or a directory of them;
     OUT is a .wav file ('.flac' or '.ogg' for those formats, anything else is WAV),
-    '-' for stdout (WAV), or a directory (tree mirrored, .wav files).
+    '-' for stdout (WAV), or a directory (tree mirrored, .wav files or --format's).
     """
     if mode and not raw:
         fail("--mode only matters with --raw (a .cc header names its mode)")
+    if out_format and not Path(source).is_dir():
+        fail("--format is for a directory of inputs: a single OUT file's name picks its format "
+             "(.wav, .flac, .ogg; '-' is WAV)")
     codec = load(weights, None, device)
     from claricodec.bitstream import FormatError
     from claricodec.stream_io import COMPRESSED_OUTPUTS, CompressedWriter, WavWriter, resample_stream
@@ -214,7 +222,8 @@ def decode(source, target, weights, rate, raw, mode, ignore_crc, erasures, devic
                 header, chunks = codec.open_stream(src, raw=raw, tolerate_crc_errors=ignore_crc,
                                                    mode=int(mode) if mode else None)
                 length = round(header.num_samples * out_rate / sample_rate) or None
-                blocks = codec.decode_blocks(header, chunks, lost)
+                frames = FrameCount(chunks)
+                blocks = codec.decode_blocks(header, frames, lost)
                 if single:
                     blocks = track_audio(blocks, header.num_samples / sample_rate, sample_rate,
                                          "decoding")
@@ -228,8 +237,25 @@ def decode(source, target, weights, rate, raw, mode, ignore_crc, erasures, devic
                     writer.close()
         except FormatError as err:
             raise JobError(f"{name}: {err}") from None
+        past = [frame for frame in lost if frame >= frames.count]
+        if past:
+            console.print(Text("warning: ", style="yellow") + Text(
+                f"{name}: {len(past)} --erasures frame{'s' * (len(past) > 1)} (from {past[0]}) "
+                f"past its end ({frames.count} frames, 0-{frames.count - 1}): nothing there to conceal"))
 
-    run_jobs(source, target, ".wav", force, work)
+    run_jobs(source, target, f".{out_format or 'wav'}", force, work)
+
+
+class FrameCount:
+    """Passes open_stream's chunks through, counting their frames."""
+
+    def __init__(self, chunks):
+        self.chunks, self.count = chunks, 0
+
+    def __iter__(self):
+        for indices, bad in self.chunks:
+            self.count += len(indices)
+            yield indices, bad
 
 
 def parse_frame_list(text: str | None) -> list[int]:
@@ -246,7 +272,7 @@ def parse_frame_list(text: str | None) -> list[int]:
         if last < first:
             fail(f"--erasures: {part!r} ends before it starts")
         frames.extend(range(first, last + 1))
-    return frames
+    return sorted(set(frames))
 
 
 @click.command()

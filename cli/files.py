@@ -72,10 +72,14 @@ def output_file(target: str) -> Iterator[BinaryIO]:
         raise
 
 
-def plan_jobs(source: str, target: str, out_suffix: str, force: bool) -> tuple[list[Job], list[str]]:
+def plan_jobs(source: str, target: str, out_suffix: str, force: bool,
+              input_suffixes: frozenset[str] | None = None) -> tuple[list[Job], list[str]]:
     """One job for a file, or one per file of a directory tree, mirrored under target.
 
-    Returns the jobs and the notes about inputs skipped (hidden files, existing outputs).
+    In a tree, only files named with one of `input_suffixes` (all files when None) are
+    inputs: a corpus folder's manifest or README is not a failed input. Returns the jobs
+    and the notes about what was skipped (other files, existing outputs; hidden files
+    silently).
     """
     if source == STDIO or not Path(source).is_dir():
         if target != STDIO and Path(target).is_dir():
@@ -91,10 +95,13 @@ def plan_jobs(source: str, target: str, out_suffix: str, force: bool) -> tuple[l
     if out_root == src_root or src_root in out_root.parents:
         # Refused rather than guessed at: a rerun would treat our outputs as inputs.
         raise JobError(f"{target}: the output directory must not be inside the input directory")
-    jobs, skipped, claimed = [], [], {}
+    jobs, skipped, claimed, others = [], [], {}, []
     for path in sorted(src_root.rglob("*")):
         rel = path.relative_to(src_root)
         if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
+        if input_suffixes is not None and path.suffix.lower() not in input_suffixes:
+            others.append(path.suffix.lower() or "no suffix")
             continue
         out = out_root / rel.with_suffix(out_suffix)
         if out in claimed:
@@ -105,6 +112,10 @@ def plan_jobs(source: str, target: str, out_suffix: str, force: bool) -> tuple[l
             skipped.append(f"{out}: exists, skipped (use --force to redo)")
             continue
         jobs.append(Job(str(path), str(out)))
+    if others:
+        kinds = ", ".join(sorted(set(others)))
+        skipped.append(f"{source}: {len(others)} file{'s' * (len(others) > 1)} not audio by name "
+                       f"({kinds}), skipped")
     return jobs, skipped
 
 

@@ -89,19 +89,28 @@ def test_directory_batch_mirrors_tree_and_reports_bad_files(run, tmp_path):
     (src / "sub").mkdir(parents=True)
     shutil.copy(DATA / "hello.wav", src / "one.wav")
     shutil.copy(DATA / "hello.wav", src / "sub" / "two.flac.wav")
-    (src / "notes.txt").write_text("not audio")
+    (src / "broken.wav").write_text("not audio")  # named as audio: a failed input
+    (src / "notes.txt").write_text("not audio")  # a corpus folder's README or manifest: skipped
+    (src / "manifest.jsonl").write_text("{}")
     out = tmp_path / "out"
     result = run("encode", src, out)
     assert result.exit_code == 1
-    assert "notes.txt" in result.output and "1 of 3 files failed" in result.output
+    assert "broken.wav" in result.output and "1 of 3 files failed" in result.output
+    assert "2 files not audio by name (.jsonl, .txt), skipped" in result.output
     assert (out / "one.cc").is_file() and (out / "sub" / "two.flac.cc").is_file()
-    assert not (out / "notes.cc").exists() and no_partial_files(out)
-
+    assert not (out / "broken.cc").exists() and not (out / "notes.cc").exists() and no_partial_files(out)
+    (src / "broken.wav").unlink()
     again = run("encode", src, out)  # existing outputs are skipped, not redone
-    assert "exists, skipped" in again.output
+    assert again.exit_code == 0 and "exists, skipped" in again.output
     decoded = tmp_path / "decoded"
     assert run("decode", out, decoded).exit_code == 0
     assert (decoded / "one.wav").is_file() and (decoded / "sub" / "two.flac.wav").is_file()
+    assert run("decode", "--format", "flac", out, tmp_path / "flac").exit_code == 0
+    import soundfile as sf
+    assert sf.info(tmp_path / "flac" / "sub" / "two.flac.flac").format == "FLAC"
+    result = run("decode", "--format", "flac", out / "one.cc", tmp_path / "one.wav")
+    assert result.exit_code != 0 and "name picks its format" in result.output
+    assert not (tmp_path / "one.wav").exists()
 
 
 def test_output_inside_input_directory_is_refused(run, tmp_path):
@@ -286,3 +295,10 @@ def test_decode_erasures_conceal_the_frames_named_and_refuse_bad_lists(run, tmp_
         result = run("decode", "--erasures", bad, cc, tmp_path / "bad.wav")
         assert result.exit_code != 0 and message in result.output, (bad, result.output)
         assert not (tmp_path / "bad.wav").exists()
+    # Past the end: nothing to conceal, said so; the audio is the plain decode.
+    frames = len(plain) // 640 + 1
+    result = run("decode", "--erasures", f"{frames - 1}-{frames + 9}", cc, tmp_path / "past.wav")
+    assert result.exit_code == 0 and f"10 --erasures frames (from {frames})" in result.output, result.output
+    assert "past its end" in result.output
+    result = run("decode", "--erasures", "0", cc, tmp_path / "first.wav")
+    assert result.exit_code == 0 and "past its end" not in result.output
