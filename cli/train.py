@@ -325,9 +325,11 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
     torch.set_num_threads(threads)
     codec_config = saved_codec_config(run_dir or default_run_dir(), warmstart) if resume else None
     if codec_config is None:
-        # A new run's window is the shipped head's (CodecConfig's "full" default is for
-        # manifests written before windows could be trimmed).
-        codec_config = CodecConfig(front=front or "mel", front_window="trimmed")
+        # A new Whisper-front run hears the shipped head's window (CodecConfig's "full"
+        # default is for manifests written before windows could be trimmed; a mel front
+        # has no window).
+        codec_config = CodecConfig(front=front or "mel",
+                                   front_window="trimmed" if front == "whisper" else "full")
     elif front and front != codec_config.front:
         fail(f"this run was made with the {codec_config.front} front, not {front}: "
              "start a new one with --fresh and its own --run-dir and --warmstart")
