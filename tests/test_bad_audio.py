@@ -28,6 +28,7 @@ import soxr
 
 from claricodec.audio import AudioError
 from claricodec.bitstream import read_stream
+from claricodec.stream_io import AUDIO_SUFFIXES
 
 DATA = Path(__file__).parent / "data"
 RATE = 16000
@@ -286,16 +287,19 @@ def test_directory_with_bad_files(inputs, weights_env, tmp_path):
     (src / "sub").mkdir(parents=True)
     good = ["WAV PCM_16", "FLAC", "48000 Hz"]
     bad = ["empty file", "text file", "random bytes", "NaN", "zero samples"]
+    # Named as audio, whatever they hold: a directory encode takes only audio names.
+    suffix = {name: inputs[name].suffix if inputs[name].suffix in AUDIO_SUFFIXES else ".wav"
+              for name in good + bad}
     for i, name in enumerate(good + bad):
-        target = src / ("sub" if i % 2 else "") / f"{i:02d}{inputs[name].suffix}"
+        target = src / ("sub" if i % 2 else "") / f"{i:02d}{suffix[name]}"
         target.write_bytes(inputs[name].read_bytes())
-    (src / "README").write_text("not audio, no suffix")
+    (src / "README").write_text("not audio, no suffix")  # not an audio name: skipped, said so
     (src / ".hidden.wav").write_bytes(b"skipped: hidden")
     (src / "dangling.wav").symlink_to(src / "does-not-exist.wav")
     out = tmp_path / "out"
     result = encode_cli(src, out)
     assert result.exit_code == 1 and "Traceback" not in result.output
-    failed = len(bad) + 1  # + README
+    failed = len(bad)
     total = len(good) + failed
     # one error per bad file, naming it, then the summary. (Matched on the output with
     # line breaks removed: the batch prints through rich, which wraps long lines; see
@@ -305,10 +309,10 @@ def test_directory_with_bad_files(inputs, weights_env, tmp_path):
     assert squash(f"claricodec: error: {failed} of {total} files failed") in flat
     for i, name in enumerate(good + bad):
         if name in bad:
-            assert re.search(re.escape(squash(f"{i:02d}{inputs[name].suffix}: "))
+            assert re.search(re.escape(squash(f"{i:02d}{suffix[name]}: "))
                              + "((?!claricodec:error:).)*?"  # within this file's message
                              + re.escape(squash(BY_NAME[name].error)), flat), name
-    assert squash("README: cannot read audio") in flat
+    assert "README" not in flat and squash("1 file not audio by name (no suffix), skipped") in flat
     made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.cc"))
     assert made == sorted(f"{'sub/' if i % 2 else ''}{i:02d}.cc" for i in range(len(good)))
     for path in out.rglob("*.cc"):
@@ -369,14 +373,14 @@ def _long_named_bad_file(tmp_path: Path, name: str) -> Path:
 
 
 def test_directory_errors_are_one_line_each(weights_env, tmp_path):
-    name = "a-rather-long-file-name-for-the-recording-of-a-meeting-" + "x" * 40 + ".txt"
+    name = "a-rather-long-file-name-for-the-recording-of-a-meeting-" + "x" * 40 + ".wav"
     src = _long_named_bad_file(tmp_path, name)
     result = encode_cli(src, tmp_path / "out")
     lines = error_lines(result.output)
     assert len(lines) == 2 and lines[0].endswith(f"{name}: cannot read audio: Format not recognised.")
 
 
-@pytest.mark.parametrize("name", ["[bold]take 1.txt", "notes [draft].txt"])
+@pytest.mark.parametrize("name", ["[bold]take 1.wav", "notes [draft].wav"])
 def test_directory_errors_print_names_verbatim(weights_env, tmp_path, name):
     src = _long_named_bad_file(tmp_path, name)
     result = encode_cli(src, tmp_path / "out")
@@ -387,11 +391,11 @@ def test_directory_errors_print_names_verbatim(weights_env, tmp_path, name):
 def test_directory_with_markup_closing_tag_in_path(weights_env, tmp_path):
     src = tmp_path / "in["
     (src / "sub]").mkdir(parents=True)  # the path holds "[/sub]"
-    (src / "sub]" / "notes.txt").write_text("not audio")
+    (src / "sub]" / "notes.wav").write_text("not audio")
     shutil.copy(DATA / "hello.wav", src / "good.wav")
     result = encode_cli(src, tmp_path / "out")
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == 1 and squash("notes.txt: cannot read audio") in squash(result.output)
+    assert result.exit_code == 1 and squash("notes.wav: cannot read audio") in squash(result.output)
 
 
 def test_outputs_get_the_usual_permissions(weights_env, tmp_path):
