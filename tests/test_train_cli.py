@@ -33,7 +33,7 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
     result = runner.invoke(main, common + ["--fresh", "--until", "1", "--steps", "10",
                                            "--gan-start", "100", "--ctc-weight", "1.5",
                                            "--distill-weight", "2.5", "--speed-perturb", "0.1",
-                                           "--batch-seconds", "7"])
+                                           "--batch-seconds", "7", "--asr-crop-seconds", "2"])
     assert result.exit_code == 0, result.output
     assert (run_dir / "state.pt").exists() and (tmp_path / "ws.safetensors").exists()
     result = runner.invoke(main, common + ["--until", "2"])
@@ -44,6 +44,7 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
         assert (config["ctc_weight"], config["distill_weight"]) == (1.5, 2.5)
         assert (config["steps"], config["gan_start"]) == (10, 100)
         assert config["speed_perturb"] == 0.1 and config["batch_seconds"] == 7.0
+        assert config["asr_crop_seconds"] == 2.0
     result = runner.invoke(main, common + ["--until", "3", "--ctc-weight", "0"])
     assert result.exit_code == 0, result.output
     assert schedules(run_dir)[-1]["ctc_weight"] == 0.0
