@@ -286,6 +286,10 @@ def unpack(pack_dir, cache):
               help="Weight of a loss that makes Whisper tiny.en's hidden states of the decoded "
                    "audio match the original's (a loss that hears words; Whisper runs in torch "
                    "for it, ~0.2 s a step). Default: the resumed run's, else 0 (off).")
+@click.option("--asr-word-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of a loss on Whisper tiny.en's next-word-piece predictions, fed each "
+                   "transcript, for the decoded audio against the original (KL; whole "
+                   "transcribed utterances). Default: the resumed run's, else 0 (off).")
 @click.option("--asr-crop-seconds", type=click.FloatRange(min=0.5), default=None,
               help="Longest stretch of each utterance that loss hears (it hears one crop an "
                    "utterance, as long as the batch's shortest). Default: the resumed run's, else 3.")
@@ -317,7 +321,7 @@ def unpack(pack_dir, cache):
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_start, ctc_weight,
-           distill_weight, asr_feature_weight, asr_crop_seconds, speed_perturb, freeze_encoder, batch_seconds, minutes,
+           distill_weight, asr_feature_weight, asr_word_weight, asr_crop_seconds, speed_perturb, freeze_encoder, batch_seconds, minutes,
            hold_out, front, front_window, init_decoder, threads, device):
     """Stage 1: train encoder, quantiser and decoder end to end."""
     import torch
@@ -365,6 +369,8 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
         cfg.speed_perturb = speed_perturb
     if asr_feature_weight is not None:
         cfg.asr_feature_weight = asr_feature_weight
+    if asr_word_weight is not None:
+        cfg.asr_word_weight = asr_word_weight
     if asr_crop_seconds is not None:
         cfg.asr_crop_seconds = asr_crop_seconds
     if batch_seconds is not None:

