@@ -117,11 +117,34 @@ class _Block(nn.Module):
         self.ffn_out = nn.Linear(4 * dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feed_forward(self.self_attend(x))
+
+    def self_attend(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(self.attn_norm(x)).view(b, t, 3, self.heads, d // self.heads).unbind(2)
-        attended = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        x = x + self.out(attended.transpose(1, 2).reshape(b, t, d))
+        attended = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                                  is_causal=causal)
+        return x + self.out(attended.transpose(1, 2).reshape(b, t, d))
+
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.ffn_out(F.gelu(self.ffn_in(self.ffn_norm(x))))
+
+
+BLOCK_PARTS = {"attn_norm": "self_attention/layer_norm", "qkv": "self_attention/linear_0",
+               "out": "self_attention/linear_1", "ffn_norm": "ffn/layer_norm",
+               "ffn_in": "ffn/linear_0", "ffn_out": "ffn/linear_1"}
+
+
+def block_names(layers: int, parts: dict[str, str]) -> dict[str, str]:
+    """torch parameter name -> CTranslate2 variable name, for `layers` blocks of `parts`
+    (CTranslate2 calls a layer norm's weight gamma and its bias beta)."""
+    names = {}
+    for i in range(layers):
+        for mine, theirs in parts.items():
+            norm = mine.endswith("norm")
+            names[f"blocks.{i}.{mine}.weight"] = f"layer_{i}/{theirs}/{'gamma' if norm else 'weight'}"
+            names[f"blocks.{i}.{mine}.bias"] = f"layer_{i}/{theirs}/{'beta' if norm else 'bias'}"
+    return names
 
 
 class WhisperEncoder(nn.Module):
@@ -151,14 +174,7 @@ class WhisperEncoder(nn.Module):
         names = {"conv1.weight": "conv1/weight", "conv1.bias": "conv1/bias",
                  "conv2.weight": "conv2/weight", "conv2.bias": "conv2/bias",
                  "norm.weight": "layer_norm/gamma", "norm.bias": "layer_norm/beta"}
-        parts = {"attn_norm": "self_attention/layer_norm", "qkv": "self_attention/linear_0",
-                 "out": "self_attention/linear_1", "ffn_norm": "ffn/layer_norm",
-                 "ffn_in": "ffn/linear_0", "ffn_out": "ffn/linear_1"}
-        for i in range(len(self.blocks)):
-            for mine, theirs in parts.items():
-                norm = mine.endswith("norm")
-                names[f"blocks.{i}.{mine}.weight"] = f"layer_{i}/{theirs}/{'gamma' if norm else 'weight'}"
-                names[f"blocks.{i}.{mine}.bias"] = f"layer_{i}/{theirs}/{'beta' if norm else 'bias'}"
+        names |= block_names(len(self.blocks), BLOCK_PARTS)
         self.load_state_dict({mine: tensors[theirs] for mine, theirs in names.items()}, strict=True)
 
     def forward(self, audio: torch.Tensor) -> list[torch.Tensor]:

@@ -21,44 +21,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .whisper_teacher import WhisperEncoder, _model_bin, read_ct2_tensors
+from .whisper_teacher import BLOCK_PARTS, WhisperEncoder, _Block, _model_bin, block_names, read_ct2_tensors
 
 ENCODER_STEP = 320  # samples per Whisper encoder state (50 Hz)
 
 
-class _DecoderBlock(nn.Module):
+class _DecoderBlock(_Block):
+    """An encoder block, its self-attention causal, with attention to the audio's states."""
+
     def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.self_norm = nn.LayerNorm(dim)
-        self.self_qkv = nn.Linear(dim, 3 * dim)
-        self.self_out = nn.Linear(dim, dim)
+        super().__init__(dim, heads)
         self.cross_norm = nn.LayerNorm(dim)
         self.cross_q = nn.Linear(dim, dim)
         self.cross_kv = nn.Linear(dim, 2 * dim)
         self.cross_out = nn.Linear(dim, dim)
-        self.ffn_norm = nn.LayerNorm(dim)
-        self.ffn_in = nn.Linear(dim, 4 * dim)
-        self.ffn_out = nn.Linear(4 * dim, dim)
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, D] -> [B, heads, T, D / heads]
-        b, t, d = x.shape
-        return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)
-
-    def _merge(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, t, d = x.shape
-        return x.transpose(1, 2).reshape(b, t, h * d)
 
     def forward(self, x: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.self_qkv(self.self_norm(x)).chunk(3, dim=-1)
-        attended = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v),
-                                                  is_causal=True)
-        x = x + self.self_out(self._merge(attended))
+        x = self.self_attend(x, causal=True)
+        heads = lambda y: y.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # noqa: E731
         k, v = self.cross_kv(states).chunk(2, dim=-1)
-        attended = F.scaled_dot_product_attention(self._split(self.cross_q(self.cross_norm(x))),
-                                                  self._split(k), self._split(v))
-        x = x + self.cross_out(self._merge(attended))
-        return x + self.ffn_out(F.gelu(self.ffn_in(self.ffn_norm(x))))
+        attended = F.scaled_dot_product_attention(heads(self.cross_q(self.cross_norm(x))), heads(k), heads(v))
+        x = x + self.cross_out(attended.transpose(1, 2).flatten(2))
+        return self.feed_forward(x)
 
 
 class WhisperTextDecoder(nn.Module):
@@ -80,16 +64,9 @@ class WhisperTextDecoder(nn.Module):
     def _load(self, tensors: dict[str, torch.Tensor]) -> None:
         names = {"embed.weight": "embeddings/weight",
                  "norm.weight": "layer_norm/gamma", "norm.bias": "layer_norm/beta"}
-        parts = {"self_norm": "self_attention/layer_norm", "self_qkv": "self_attention/linear_0",
-                 "self_out": "self_attention/linear_1", "cross_norm": "attention/layer_norm",
-                 "cross_q": "attention/linear_0", "cross_kv": "attention/linear_1",
-                 "cross_out": "attention/linear_2", "ffn_norm": "ffn/layer_norm",
-                 "ffn_in": "ffn/linear_0", "ffn_out": "ffn/linear_1"}
-        for i in range(len(self.blocks)):
-            for mine, theirs in parts.items():
-                norm = mine.endswith("norm")
-                names[f"blocks.{i}.{mine}.weight"] = f"layer_{i}/{theirs}/{'gamma' if norm else 'weight'}"
-                names[f"blocks.{i}.{mine}.bias"] = f"layer_{i}/{theirs}/{'beta' if norm else 'bias'}"
+        parts = BLOCK_PARTS | {"cross_norm": "attention/layer_norm", "cross_q": "attention/linear_0",
+                               "cross_kv": "attention/linear_1", "cross_out": "attention/linear_2"}
+        names |= block_names(len(self.blocks), parts)
         self.load_state_dict({mine: tensors[theirs] for mine, theirs in names.items()}, strict=True)
 
     def forward(self, tokens: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
