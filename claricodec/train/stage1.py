@@ -554,17 +554,18 @@ class Stage1Trainer:
         their hidden states on one crop per utterance (as long as the batch's shortest,
         at most asr_crop_seconds). The mel losses reward a close spectrum; this one rewards
         the parts of it that carry the words."""
-        from .whisper_teacher import asr_feature_loss
-        step = 320  # one Whisper state
-        crop = min(int(self.cfg.asr_crop_seconds * 16000), int(min(frames)) * HOP) // step * step
-        real_c, fake_c = self.paired_crops(audio, fake, frames, crop, align=step)
+        from .whisper_teacher import ENCODER_STEP, asr_feature_loss
+        crop = min(int(self.cfg.asr_crop_seconds * 16000), int(min(frames)) * HOP)
+        crop = crop // ENCODER_STEP * ENCODER_STEP
+        real_c, fake_c = self.paired_crops(audio, fake, frames, crop, align=ENCODER_STEP)
         return asr_feature_loss(self.whisper_encoder(), fake_c, real_c)
 
     def asr_word_loss(self, fake, audio, frames, texts, with_text) -> torch.Tensor:
         """Whisper's decoder, fed each transcript, should expect the same next word piece
         from the decoded audio as from the original (whisper_words.py). Whole utterances:
         only those have their transcript in the batch."""
-        from .whisper_words import ENCODER_STEP, WordLoss
+        from .whisper_teacher import ENCODER_STEP
+        from .whisper_words import WordLoss
         if self.word_loss is None:
             self.word_loss = WordLoss(self.whisper_encoder()).to(self.device)
         lengths = frames[with_text] * HOP // ENCODER_STEP * ENCODER_STEP

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 N_FFT, HOP, N_MELS = 400, 160, 80
+ENCODER_STEP = 320  # samples per encoder state (50 Hz: the second convolution halves 100 Hz)
 _FLOAT16 = 4  # CTranslate2's dtype code for float16
 
 

@@ -23,8 +23,6 @@ from torch import nn
 
 from .whisper_teacher import BLOCK_PARTS, WhisperEncoder, _Block, _model_bin, block_names, read_ct2_tensors
 
-ENCODER_STEP = 320  # samples per Whisper encoder state (50 Hz)
-
 
 class _DecoderBlock(_Block):
     """An encoder block, its self-attention causal, with attention to the audio's states."""
