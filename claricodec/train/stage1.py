@@ -511,9 +511,8 @@ class Stage1Trainer:
             asr = self.asr_feature_loss(fake, audio, frames)
             loss = loss + cfg.asr_feature_weight * asr
             stats["asr"] = asr.item()
-        with_text = [b for b, text in enumerate(texts) if text]
-        if cfg.asr_word_weight > 0 and with_text:
-            words = self.asr_word_loss(fake, audio, frames, texts, with_text)
+        if cfg.asr_word_weight > 0 and any(texts):
+            words = self.asr_word_loss(fake, audio, frames, texts)
             loss = loss + cfg.asr_word_weight * words
             stats["words"] = words.item()
 
@@ -560,17 +559,18 @@ class Stage1Trainer:
         real_c, fake_c = self.paired_crops(audio, fake, frames, crop, align=ENCODER_STEP)
         return asr_feature_loss(self.whisper_encoder(), fake_c, real_c)
 
-    def asr_word_loss(self, fake, audio, frames, texts, with_text) -> torch.Tensor:
+    def asr_word_loss(self, fake, audio, frames, texts) -> torch.Tensor:
         """Whisper's decoder, fed each transcript, should expect the same next word piece
         from the decoded audio as from the original (whisper_words.py). Whole utterances:
         only those have their transcript in the batch."""
-        from .whisper_teacher import ENCODER_STEP
         from .whisper_words import WordLoss
         if self.word_loss is None:
             self.word_loss = WordLoss(self.whisper_encoder()).to(self.device)
-        lengths = frames[with_text] * HOP // ENCODER_STEP * ENCODER_STEP
+        with_text = [b for b, text in enumerate(texts) if text]
+        # A codec frame (HOP) is two Whisper states, so these lengths need no rounding.
+        lengths = frames[with_text] * HOP
         keep = (torch.arange(int(lengths.max()))[None] < lengths[:, None]).to(self.device)
-        real = audio[with_text, :keep.shape[1]] * keep
+        real = audio[with_text, :keep.shape[1]]  # the batch pads it with zeros already
         decoded = fake[with_text, :keep.shape[1]] * keep  # silent past the utterance, as the original
         return self.word_loss(decoded, real, [texts[b] for b in with_text])
 

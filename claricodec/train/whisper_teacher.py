@@ -136,6 +136,11 @@ BLOCK_PARTS = {"attn_norm": "self_attention/layer_norm", "qkv": "self_attention/
                "ffn_in": "ffn/linear_0", "ffn_out": "ffn/linear_1"}
 
 
+def layer_count(tensors: dict[str, torch.Tensor]) -> int:
+    """How many transformer blocks a CTranslate2 encoder's or decoder's tensors hold."""
+    return sum(1 for name in tensors if name.endswith("self_attention/linear_0/weight"))
+
+
 def block_names(layers: int, parts: dict[str, str]) -> dict[str, str]:
     """torch parameter name -> CTranslate2 variable name, for `layers` blocks of `parts`
     (CTranslate2 calls a layer norm's weight gamma and its bias beta)."""
@@ -160,7 +165,7 @@ class WhisperEncoder(nn.Module):
         else:
             tensors = read_ct2_tensors(_model_bin(model_dir))
         dim = tensors["conv1/bias"].numel()
-        layers = sum(1 for name in tensors if name.endswith("self_attention/linear_0/weight"))
+        layers = layer_count(tensors)
         self.mel = WhisperLogMel(tensors.pop(MEL_FILTERS, None))
         self.conv1 = nn.Conv1d(N_MELS, dim, 3, padding=1)
         self.conv2 = nn.Conv1d(dim, dim, 3, stride=2, padding=1)

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .whisper_teacher import BLOCK_PARTS, WhisperEncoder, _Block, _model_bin, block_names, read_ct2_tensors
+from .whisper_teacher import (BLOCK_PARTS, WhisperEncoder, _Block, _model_bin, block_names, layer_count,
+                              read_ct2_tensors)
 
 
 class _DecoderBlock(_Block):
@@ -50,7 +51,7 @@ class WhisperTextDecoder(nn.Module):
         super().__init__()
         tensors = read_ct2_tensors(_model_bin(model_dir), prefix="decoder/")
         vocab, dim = tensors["embeddings/weight"].shape
-        layers = sum(1 for name in tensors if name.endswith("self_attention/linear_0/weight"))
+        layers = layer_count(tensors)
         self.embed = nn.Embedding(vocab, dim)
         self.blocks = nn.ModuleList(_DecoderBlock(dim, heads=dim // 64) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
