@@ -18,6 +18,7 @@ import soundfile as sf
 
 from claricodec import bitstream
 from claricodec.api import ClariCodec
+from claricodec.weights_manifest import default_weights_dir, read_manifest
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
@@ -80,10 +81,14 @@ def test_golden_file_header_and_decode(shipped, clip):
     assert np.array_equal(with_crc, audio)
 
 
-@pytest.mark.parametrize("old_id", ["557c8f7f", "08b1c059", "01e76600", "72076fab", "c9b2842d", "23c7012f", "694e0f81"])
+# Every decoder the shipped weights keep for earlier files must have its golden file.
+LEGACY_IDS = list(read_manifest(default_weights_dir()).get("legacy_decoders", {}))
+
+
+@pytest.mark.parametrize("old_id", LEGACY_IDS)
 def test_a_file_made_with_earlier_weights_still_decodes(shipped, clip, old_id):
-    # hello-<id>.cc is the golden file of weights shipped earlier (557c8f7f ... 694e0f81);
-    # their decoders travel in weights/legacy/, so the receiver's upgrade does not strand them.
+    # hello-<id>.cc is the golden file of weights shipped earlier; their decoders travel in
+    # weights/legacy/, so the receiver's upgrade does not strand them.
     data = (GOLDEN / f"hello-{old_id}.cc").read_bytes()
     header = bitstream.read_stream(data).header
     assert header.model_id.hex() == old_id != shipped.model_id.hex()
