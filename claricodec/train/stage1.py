@@ -30,6 +30,7 @@ from ..codec import Codec, CodecConfig
 from ..layers import blocks
 from .data import HOP, DEFAULT_CACHE, check_front_cache
 from .discriminators import Discriminators
+from .pseudo_text import read_pseudo_texts
 from .losses import (MultiResolutionSTFTLoss, MultiScaleMelLoss, discriminator_loss,
                      feature_matching_loss, generator_adversarial_loss)
 
@@ -47,6 +48,7 @@ class Stage1Config:
     cycle_start: int = 0  # step where the learning-rate cycle (warm-up, cosine) began
     batch_seconds: float = 20.0  # audio per batch (whole utterances, padded)
     max_seconds: float = 8.0  # longer utterances are cropped (and skip CTC)
+    pseudo_text: bool = False  # Whisper's transcripts where the corpus has none (pseudo_text.py)
     distill_weight: float = 3.0
     ctc_weight: float = 0.3
     stft_weight: float = 1.0
@@ -101,6 +103,16 @@ class Corpus:
         self.index = json.loads((cache_dir / "index.json").read_text())
         teacher = cache_dir / teacher_file
         self.teacher = np.load(teacher, mmap_mode="r") if teacher.exists() else None
+        self.corpus_texts = [utt.get("text") for utt in self.index]
+
+    def fill_texts(self, texts: dict[str, str] | None) -> int:
+        """Utterances with no transcript of their own take one from `texts` (id -> text);
+        None puts back the corpus's own. Returns how many were filled."""
+        filled = 0
+        for utt, own in zip(self.index, self.corpus_texts):
+            utt["text"] = own or (texts or {}).get(utt["id"])
+            filled += bool(utt["text"] and not own)
+        return filled
 
     def teacher_frames(self, i: int) -> np.ndarray:
         """Utterance i's cached frames [T, D], float32, from the teacher file."""
@@ -672,6 +684,9 @@ class Stage1Trainer:
         until = min(until_step or self.cfg.steps, self.cfg.steps)
         deadline = time.time() + 60 * minutes if minutes else None
         log_path = self.run_dir / "train.log"
+        filled = self.train.fill_texts(read_pseudo_texts(self.train_dir) if self.cfg.pseudo_text else None)
+        if filled:
+            self.log(f"{filled} untranscribed train utterances use Whisper's transcripts")
         with open(log_path, "a") as f:  # the schedule in force from here on
             f.write(json.dumps({"step": self.step, "config": asdict(self.cfg)}) + "\n")
         recent: dict[str, list[float]] = {}
