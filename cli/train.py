@@ -275,7 +275,7 @@ def pseudo_text(cache: Path | None, split: str, threads: int):
     corpus, LibriSpeech's native read English). Beam 5, Whisper's 30 s window; 5 minutes
     for the shared corpus's 496 on one thread beside a training run."""
     from claricodec.asr import ASR, ASRError, EVAL
-    from claricodec.train.pseudo_text import transcribe_cache, untranscribed
+    from claricodec.train.pseudo_text import PSEUDO_TEXT_FILE, transcribe_cache, untranscribed
     out = _cache_dir(cache, split)
     if not (out / "index.json").is_file():
         fail(f"{out} is not a prepared cache (run `claricodec train prepare` first)")
@@ -288,7 +288,7 @@ def pseudo_text(cache: Path | None, split: str, threads: int):
         task = bar.add_task(f"transcribe {split}", total=count)
         result = transcribe_cache(out, asr, EVAL, progress=lambda n: bar.advance(task, n))
     console.print(f"{split}: Whisper's transcripts for {len(result['texts'])} of {count} "
-                  f"untranscribed utterances in {out / 'pseudo_text.json'}")
+                  f"untranscribed utterances in {out / PSEUDO_TEXT_FILE}")
 
 
 @train.command()
@@ -419,8 +419,12 @@ def stage1(cache, run_dir, warmstart, resume, until, steps, restart_lr, gan_star
         cfg.max_seconds = max_seconds
     if pseudo_text is not None:
         cfg.pseudo_text = pseudo_text
-    if cfg.pseudo_text and not (trainer.train_dir / "pseudo_text.json").is_file():
-        fail(f"--pseudo-text needs {trainer.train_dir / 'pseudo_text.json'}: run `claricodec train pseudo-text`")
+    if cfg.pseudo_text:
+        from claricodec.train.pseudo_text import read_pseudo_texts
+        try:
+            read_pseudo_texts(trainer.train_dir)
+        except FileNotFoundError as err:
+            fail(f"--pseudo-text: {err}")
     if freeze_encoder is not None:
         trainer.set_frozen_encoder(freeze_encoder)
     if hold_out is not None:
