@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from claricodec.asr import ASR, EVAL  # noqa: E402
 from claricodec.textnorm import wer  # noqa: E402
-from claricodec.train.data import DEFAULT_CACHE  # noqa: E402
+from claricodec.train.data import DEFAULT_CACHE, utterance_pcm  # noqa: E402
 from claricodec.train.pseudo_text import MAX_SECONDS, corpus_style  # noqa: E402
 
 
@@ -51,8 +51,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for source, numbers in sorted(by_source.items()):
         drawn = rng.sample(numbers, min(args.per_source, len(numbers)))
-        clips = [np.asarray(audio[index[i]["offset"]:index[i]["offset"] + index[i]["length"]],
-                            dtype=np.float32) / 32768 for i in drawn]
+        clips = [utterance_pcm(audio, index[i]) for i in drawn]
         refs, hyps = [], []
         for i, heard in zip(drawn, asr.texts(clips, EVAL)):
             text = corpus_style(heard)

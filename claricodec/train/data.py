@@ -43,6 +43,11 @@ def read_manifest(corpus: Path) -> list[dict]:
              "speaker": None} for p in files]
 
 
+def utterance_pcm(audio: np.ndarray, utt: dict) -> np.ndarray:
+    """One cached utterance (an index.json entry) as float32 in [-1, 1): the cache is int16."""
+    return audio[utt["offset"]:utt["offset"] + utt["length"]].astype(np.float32) / 32768
+
+
 def build_audio_cache(corpus: Path, out_dir: Path, progress=None) -> None:
     """Decode every utterance to 16 kHz mono int16, padded to whole codec frames."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +89,7 @@ def build_teacher_cache(cache_dir: Path, model_path: str | None = None, threads:
         buf = np.zeros(window, dtype=np.float32)
         pos, places = 0, []
         for utt in packed:
-            pcm = audio[utt["offset"]:utt["offset"] + utt["length"]].astype(np.float32) / 32768
+            pcm = utterance_pcm(audio, utt)
             buf[pos:pos + len(pcm)] = pcm
             places.append((utt, pos))
             pos += len(pcm) + gap
@@ -127,7 +132,7 @@ def build_front_cache(cache_dir: Path, threads: int = 2, progress=None, states=N
     index = json.loads((cache_dir / "index.json").read_text())
     front = np.zeros((len(audio) // HOP, FEATURE_DIM), dtype=np.float16)
     for utt in index:
-        pcm = audio[utt["offset"]:utt["offset"] + utt["length"]].astype(np.float32) / 32768
+        pcm = utterance_pcm(audio, utt)
         first = utt["offset"] // HOP
         front[first:first + utt["length"] // HOP] = file_states(pcm, states, trimmed)
         if progress:

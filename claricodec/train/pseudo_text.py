@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import utterance_pcm
+
 PSEUDO_TEXT_FILE = "pseudo_text.json"
 MAX_SECONDS = 30.0  # Whisper hears 30 s at most
 _WORD = re.compile(r"[A-Z']+")
@@ -52,8 +54,7 @@ def transcribe_cache(cache_dir: Path, asr, options, batch: int = 8, progress=Non
     texts = {}
     for start in range(0, len(todo), batch):
         chunk = todo[start:start + batch]
-        clips = [np.asarray(audio[index[i]["offset"]:index[i]["offset"] + index[i]["length"]],
-                            dtype=np.float32) / 32768 for i in chunk]
+        clips = [utterance_pcm(audio, index[i]) for i in chunk]
         for i, heard in zip(chunk, asr.texts(clips, options)):
             text = corpus_style(heard)
             if text:

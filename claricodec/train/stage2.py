@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..codec import Codec
-from .data import DEFAULT_CACHE, check_front_cache
+from .data import DEFAULT_CACHE, check_front_cache, utterance_pcm
 from .losses import MultiScaleMelLoss
 from .stage1 import Corpus
 
@@ -136,8 +136,7 @@ class Stage2Trainer:
     # --- references and rewards ---------------------------------------------------------
 
     def _audio(self, i: int) -> np.ndarray:
-        utt = self.corpus.index[i]
-        return self.corpus.audio[utt["offset"]:utt["offset"] + utt["length"]].astype(np.float32) / 32768
+        return utterance_pcm(self.corpus.audio, self.corpus.index[i])
 
     def _latent(self, encoder, i: int) -> torch.Tensor:
         """The encoder's unbounded latent [1, D, T] of utterance i, as encoding computes it."""
