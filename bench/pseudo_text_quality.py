@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from claricodec.asr import ASR, EVAL  # noqa: E402
 from claricodec.textnorm import wer  # noqa: E402
-from claricodec.train.data import DEFAULT_CACHE, utterance_pcm  # noqa: E402
+from claricodec.train.data import CODEC_RATE, DEFAULT_CACHE, utterance_pcm  # noqa: E402
 from claricodec.train.pseudo_text import MAX_SECONDS, corpus_style  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     audio = np.load(args.cache / "audio.npy", mmap_mode="r")
     by_source = defaultdict(list)
     for i, utt in enumerate(index):
-        if utt.get("text") and utt["length"] <= MAX_SECONDS * 16000:
+        if utt.get("text") and utt["length"] <= MAX_SECONDS * CODEC_RATE:
             by_source[utt["id"].split("-")[0]].append(i)
     rng = random.Random(args.seed)
     asr = ASR(threads=args.threads)
