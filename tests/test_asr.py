@@ -81,7 +81,9 @@ def test_time_reversed_speech_is_not_the_forward_text(asr, hello):
     result = asr.transcribe([backwards])[0]
     seconds = len(backwards) / 16000
     assert result.tokens <= REWARD.token_cap(seconds)
-    assert len(result.text.split()) <= 4 * seconds  # no run-on loop
+    # No run-on loop, or if tiny.en loops (its int8 kernels do on AVX2-only CPUs: "... most
+    # most most ..."), the duration cap cut it and says so.
+    assert result.capped or len(result.text.split()) <= 4 * seconds, result.text
     assert wer(HELLO_TEXT, result.text) >= 0.7, result.text
 
 
